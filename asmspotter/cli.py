@@ -1,0 +1,50 @@
+"""The ``asmspotter`` command: each package registers its own sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from asmspotter import __version__
+from imagery.errors import AsmSpotterError
+
+# Packages whose ``cli.register(subparsers)`` adds sub-commands; a missing optional extra
+# (e.g. torch for training) only hides that package's commands.
+COMMAND_MODULES = ("imagery.cli", "training.cli", "service.cli", "labeling.cli", "asmspotter.demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asmspotter", description="Find and monitor ASM sites in Sentinel imagery."
+    )
+    parser.add_argument("--version", action="version", version=f"asmspotter {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in {"torch", "torchvision", "detectron2"}:
+                continue
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except AsmSpotterError as exc:
+        print(f"error [{exc.reason.value}]: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

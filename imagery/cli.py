@@ -1,0 +1,65 @@
+"""Imagery sub-commands: ``stack`` and ``inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from imagery.scene import open_scene
+from imagery.sensors import SENSORS
+from imagery.stack import stack
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "stack",
+        help="write the model's band stack of a scene as a cloud-optimised GeoTIFF",
+        description="Stack a scene (stacked GeoTIFF, Sentinel-2 band folder with STAC item or "
+        "SAFE-style JP2, Sentinel-1 GRD folder) into one tile the service accepts.",
+    )
+    p.add_argument("scene", help="scene folder or GeoTIFF")
+    p.add_argument("-o", "--output", required=True, help="output .tif")
+    p.add_argument("--sensor", choices=sorted(SENSORS), help="override sensor detection")
+    p.add_argument("--bands", nargs="+", help="bands to stack (default: the sensor's model stack)")
+    p.add_argument("--keep-clouds", action="store_true", help="do not mask SCL cloud/shadow")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_stack)
+
+    p = subparsers.add_parser("inspect", help="print a scene's sensor, bands and grid as JSON")
+    p.add_argument("scene")
+    p.add_argument("--sensor", choices=sorted(SENSORS))
+    p.set_defaults(handler=_inspect)
+
+
+def _stack(args: argparse.Namespace) -> int:
+    stats = stack(
+        args.scene,
+        args.output,
+        sensor=args.sensor,
+        bands=args.bands,
+        mask_clouds=not args.keep_clouds,
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote {args.output}: {stats['pixels']} px, {stats['valid_fraction']:.1%} valid, "
+        f"{stats['cloud_fraction']:.1%} masked as cloud/shadow"
+    )
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    with open_scene(args.scene, sensor=args.sensor) as scene:
+        g = scene.grid
+        info = {
+            "scene_id": scene.scene_id,
+            "sensor": scene.sensor.name,
+            "bands": list(scene.bands),
+            "crs": g.crs.to_string(),
+            "width": g.width,
+            "height": g.height,
+            "resolution_m": g.res,
+            "bounds": list(g.bounds),
+            "datetime": scene.datetime,
+        }
+    print(json.dumps(info, indent=2))
+    return 0

@@ -1,0 +1,412 @@
+"""Scenes: a sensor's band stack on one map grid, read window by window in physical units.
+
+A ``Scene`` hides where the pixels come from (one stacked GeoTIFF, a folder of per-band COGs or
+JP2, or Sentinel-1 GRD with GCPs) and always returns float32 ``[bands, rows, cols]`` with NaN where
+a pixel is nodata. Nothing is read until a window is asked for, so memory does not grow with the
+scene.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.transform import Affine
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from imagery import scaling
+from imagery.errors import ImageryError, Reason
+from imagery.sensors import SENTINEL2_L1C, SENTINEL2_L2A, Sensor, get_sensor
+
+# SCL classes masked as unusable: saturated/defective, cloud shadow, cloud medium/high, thin cirrus.
+SCL_MASKED = (1, 3, 8, 9, 10)
+SENSOR_TAG = "ASMSPOTTER_SENSOR"
+SCENE_ID_TAG = "ASMSPOTTER_SCENE_ID"
+DATETIME_TAG = "ASMSPOTTER_DATETIME"
+READABLE_DTYPES = {"uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A map grid: CRS, affine transform (pixel -> map) and size."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def res(self) -> float:
+        return abs(self.transform.a)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return rasterio.transform.array_bounds(self.height, self.width, self.transform)
+
+    def window_transform(self, window: Window) -> Affine:
+        return rasterio.windows.transform(window, self.transform)
+
+
+class Scene:
+    """Base class: subclasses implement ``_read`` and optionally ``_read_cloud``."""
+
+    sensor: Sensor
+    bands: tuple[str, ...]
+    grid: Grid
+    scene_id: str
+    datetime: str | None
+    path: str
+
+    def read(self, window: Window | None = None) -> np.ndarray:
+        """float32 [bands, h, w] in physical units (reflectance or dB); NaN where nodata."""
+        window = window or Window(0, 0, self.grid.width, self.grid.height)
+        try:
+            return self._read(window)
+        except RasterioError as exc:  # truncated or corrupt blocks surface only on read
+            raise ImageryError(
+                Reason.NOT_A_GEOTIFF, f"corrupt or truncated raster data ({exc})", self.path
+            ) from exc
+
+    def read_cloud_mask(self, window: Window | None = None) -> np.ndarray | None:
+        """bool [h, w], True where cloud or shadow; None when the scene has no cloud mask."""
+        window = window or Window(0, 0, self.grid.width, self.grid.height)
+        return self._read_cloud(window)
+
+    def _read(self, window: Window) -> np.ndarray:
+        raise NotImplementedError
+
+    def _read_cloud(self, window: Window) -> np.ndarray | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_raster(path: str | Path) -> rasterio.DatasetReader:
+    path = str(path)
+    if not Path(path).exists():
+        raise ImageryError(Reason.FILE_NOT_FOUND, "no such file", path)
+    try:
+        return rasterio.open(path)
+    except RasterioError as exc:
+        raise ImageryError(
+            Reason.NOT_A_GEOTIFF, f"not a readable GeoTIFF/JP2 raster ({exc})", path
+        ) from exc
+
+
+def _check_nan(data: np.ndarray, nodata: float | None, path: str) -> None:
+    if data.dtype.kind == "f" and not (nodata is not None and np.isnan(nodata)):
+        if np.isnan(data).any():
+            raise ImageryError(
+                Reason.NAN_VALUES,
+                "raster holds NaN values but does not declare NaN as nodata; "
+                "set nodata=nan or replace the NaNs",
+                path,
+            )
+
+
+def _to_physical(
+    data: np.ndarray, nodata: float | None, scale: float, offset: float, path: str
+) -> np.ndarray:
+    _check_nan(data, nodata, path)
+    out = data.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    if nodata is not None:
+        invalid = np.isnan(data) if np.isnan(nodata) else data == nodata
+        out[invalid] = np.nan
+    return out
+
+
+class StackedScene(Scene):
+    """One multi-band GeoTIFF; band names from its descriptions or from ``bands``."""
+
+    def __init__(
+        self, path: str | Path, sensor: str | None = None, bands: Sequence[str] | None = None
+    ) -> None:
+        self.path = str(path)
+        self._src = _open_raster(path)
+        src = self._src
+        tags = src.tags()
+        if src.crs is None:
+            raise ImageryError(
+                Reason.CRS_MISSING,
+                "raster has no CRS; write one (e.g. gdal_edit.py -a_srs EPSG:32629) "
+                "or use `asmspotter stack`",
+                self.path,
+            )
+        if src.dtypes[0] not in READABLE_DTYPES:
+            raise ImageryError(
+                Reason.WRONG_DTYPE,
+                f"dtype {src.dtypes[0]} is not supported; use one of {sorted(READABLE_DTYPES)}",
+                self.path,
+            )
+        self.sensor = get_sensor(sensor or tags.get(SENSOR_TAG, SENTINEL2_L2A.name))
+        described = [d for d in src.descriptions if d]
+        names = list(bands) if bands else (described if len(described) == src.count else None)
+        if names is None:
+            if src.count != len(self.sensor.default_stack):
+                raise ImageryError(
+                    Reason.BAND_MISMATCH,
+                    f"{src.count} bands without band descriptions; expected "
+                    f"{len(self.sensor.default_stack)} ({', '.join(self.sensor.default_stack)})",
+                    self.path,
+                )
+            names = list(self.sensor.default_stack)
+        if len(names) != src.count:
+            raise ImageryError(
+                Reason.BAND_MISMATCH,
+                f"file has {src.count} bands but {len(names)} band names were given ({names})",
+                self.path,
+            )
+        for name in names:
+            if name not in self.sensor.band_names:
+                raise ImageryError(
+                    Reason.BAND_MISMATCH,
+                    f"band {name!r} is not a {self.sensor.name} band ({self.sensor.band_names})",
+                    self.path,
+                )
+        self.bands = tuple(names)
+        self.grid = Grid(src.crs, src.transform, src.width, src.height)
+        self.scene_id = tags.get(SCENE_ID_TAG, Path(self.path).stem)
+        self.datetime = tags.get(DATETIME_TAG)
+        # Integer S2 DNs written without a scale follow the product convention (x 1e-4).
+        default_scale = self.sensor.scale if src.dtypes[0].startswith("uint") else 1.0
+        self._scales = [s if s != 1.0 else default_scale for s in src.scales]
+        self._offsets = list(src.offsets)
+
+    def select(self, bands: Sequence[str]) -> list[int]:
+        """1-based file band indexes of ``bands``; raises BAND_MISSING."""
+        missing = [b for b in bands if b not in self.bands]
+        if missing:
+            raise ImageryError(
+                Reason.BAND_MISSING,
+                f"missing band(s) {missing}; the file has {list(self.bands)}",
+                self.path,
+            )
+        return [self.bands.index(b) + 1 for b in bands]
+
+    def _read(self, window: Window) -> np.ndarray:
+        data = self._src.read(window=window)
+        nodata = self._src.nodata
+        out = np.empty(data.shape, np.float32)
+        for i in range(data.shape[0]):
+            out[i] = _to_physical(data[i], nodata, self._scales[i], self._offsets[i], self.path)
+        return out
+
+    def close(self) -> None:
+        self._src.close()
+
+
+class BandFileScene(Scene):
+    """Per-band rasters (COG or JP2) resampled onto the finest band's grid."""
+
+    def __init__(
+        self,
+        band_files: dict[str, str],
+        sensor: Sensor,
+        *,
+        dn_offset: float = 0.0,
+        scl_file: str | None = None,
+        scene_id: str,
+        datetime: str | None = None,
+        path: str,
+    ) -> None:
+        self.sensor = sensor
+        self.bands = tuple(band_files)
+        self.scene_id = scene_id
+        self.datetime = datetime
+        self.path = path
+        self.dn_offset = dn_offset
+        self._stack = ExitStack()
+        srcs = {b: self._stack.enter_context(_open_raster(f)) for b, f in band_files.items()}
+        finest = min(srcs.values(), key=lambda s: abs(s.transform.a))
+        if finest.crs is None:
+            raise ImageryError(Reason.CRS_MISSING, "band raster has no CRS", finest.name)
+        self.grid = Grid(finest.crs, finest.transform, finest.width, finest.height)
+        self._sources = {b: self._on_grid(s, Resampling.bilinear) for b, s in srcs.items()}
+        self._nodata = {b: s.nodata if s.nodata is not None else 0 for b, s in srcs.items()}
+        self._scl = None
+        if scl_file:
+            scl = self._stack.enter_context(_open_raster(scl_file))
+            self._scl = self._on_grid(scl, Resampling.nearest)
+
+    def _on_grid(
+        self, src: rasterio.DatasetReader, resampling: Resampling
+    ) -> rasterio.io.DatasetReaderBase:
+        g = self.grid
+        if src.transform == g.transform and (src.width, src.height) == (g.width, g.height):
+            return src
+        return self._stack.enter_context(
+            WarpedVRT(
+                src,
+                crs=g.crs,
+                transform=g.transform,
+                width=g.width,
+                height=g.height,
+                resampling=resampling,
+                src_nodata=src.nodata if src.nodata is not None else 0,
+                nodata=src.nodata if src.nodata is not None else 0,
+            )
+        )
+
+    def _read(self, window: Window) -> np.ndarray:
+        h, w = int(window.height), int(window.width)
+        out = np.empty((len(self.bands), h, w), np.float32)
+        for i, band in enumerate(self.bands):
+            dn = self._sources[band].read(1, window=window)
+            out[i] = scaling.dn_to_reflectance(dn, self.dn_offset)
+            out[i][dn == self._nodata[band]] = np.nan
+        return out
+
+    def _read_cloud(self, window: Window) -> np.ndarray | None:
+        if self._scl is None:
+            return None
+        return np.isin(self._scl.read(1, window=window), SCL_MASKED)
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+_BAND_RE = re.compile(r"(?:^|_)(B\d[0-9A])(?:_(\d+)m)?\.(?:tif|tiff|jp2)$", re.IGNORECASE)
+
+
+def _find_band_files(folder: Path, bands: Sequence[str]) -> tuple[dict[str, str], str | None]:
+    """Earth Search names (B02.tif, SCL.tif) or SAFE names (T33UUU_..._B02[_10m].jp2)."""
+    found: dict[str, tuple[int, str]] = {}
+    scl: tuple[int, str] | None = None
+    for f in sorted(folder.rglob("*")):
+        if f.suffix.lower() not in (".tif", ".tiff", ".jp2"):
+            continue
+        res = int(m.group(1)) if (m := re.search(r"_(\d+)m\.", f.name)) else 0
+        if re.search(r"(?:^|_)SCL(?:_\d+m)?\.(?:tif|jp2)$", f.name, re.IGNORECASE):
+            if scl is None or res < scl[0]:
+                scl = (res, str(f))
+            continue
+        m = _BAND_RE.search(f.name)
+        if m and m.group(1).upper() in bands:
+            band = m.group(1).upper()
+            if band not in found or res < found[band][0]:  # prefer the finest copy
+                found[band] = (res, str(f))
+    missing = [b for b in bands if b not in found]
+    if missing:
+        raise ImageryError(
+            Reason.BAND_MISSING, f"no raster for band(s) {missing} in the folder", str(folder)
+        )
+    return {b: found[b][1] for b in bands}, (scl[1] if scl else None)
+
+
+def _stac_item(folder: Path) -> dict | None:
+    for f in sorted(folder.glob("*.json")):
+        try:
+            doc = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if doc.get("type") == "Feature" and "assets" in doc:
+            return doc
+    return None
+
+
+def open_band_folder(
+    folder: str | Path, bands: Sequence[str] | None = None, sensor: str | None = None
+) -> BandFileScene:
+    """A Sentinel-2 folder: Earth Search layout with its STAC item, or SAFE-style JP2 names."""
+    folder = Path(folder)
+    item = _stac_item(folder)
+    props = item.get("properties", {}) if item else {}
+    product = str(props.get("s2:product_type", "")) + " " + folder.name
+    if sensor is None:
+        sensor = SENTINEL2_L1C.name if ("L1C" in product or "1C" in product) else None
+    s2 = get_sensor(sensor) if sensor else (SENTINEL2_L2A if item else _guess_level(folder))
+    bands = tuple(bands or s2.default_stack)
+    files, scl = _find_band_files(folder, bands)
+    # Without a STAC item, SAFE-style names carry the id: T33UUU_20170216T102101_B02.jp2
+    stem = os.path.commonprefix([Path(f).name for f in files.values()]).rstrip("_B")
+    name = folder.name if re.search(r"\d{8}", folder.name) or len(stem) < 6 else stem
+    acquired = _acquisition_date(props.get("datetime") or name)
+    baseline = props.get("s2:processing_baseline") or props.get("s2:product_uri") or name
+    return BandFileScene(
+        files,
+        s2,
+        dn_offset=scaling.dn_offset(
+            baseline if scaling.parse_baseline(baseline) else None, acquired
+        ),
+        scl_file=scl if s2 is SENTINEL2_L2A else None,
+        scene_id=(item or {}).get("id", name),
+        datetime=props.get("datetime") or (acquired.isoformat() if acquired else None),
+        path=str(folder),
+    )
+
+
+def _guess_level(folder: Path) -> Sensor:
+    names = " ".join(p.name for p in folder.rglob("*"))
+    return SENTINEL2_L2A if ("SCL" in names or "L2A" in names) else SENTINEL2_L1C
+
+
+def _acquisition_date(text: str | None) -> date | None:
+    if not text:
+        return None
+    m = re.search(r"(\d{4})-?(\d{2})-?(\d{2})", text)
+    return date(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def open_scene(
+    path: str | Path, sensor: str | None = None, bands: Sequence[str] | None = None
+) -> Scene:
+    """Open a stacked GeoTIFF, a Sentinel-2 band folder or a Sentinel-1 GRD folder."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageryError(Reason.FILE_NOT_FOUND, "no such file or folder", str(path))
+    if path.is_file():
+        scene = StackedScene(path, sensor=sensor)
+        if bands and tuple(bands) != scene.bands:
+            scene.select(bands)  # raises BAND_MISSING with the file's bands
+            return SubsetScene(scene, bands)
+        return scene
+    if (path / "measurement").is_dir() or sensor == "sentinel1-grd":
+        from imagery.sentinel1 import open_grd
+
+        return open_grd(path, bands=bands)
+    return open_band_folder(path, bands=bands, sensor=sensor)
+
+
+class SubsetScene(Scene):
+    """A stacked scene seen through a band selection (e.g. the model's stack of a wider file)."""
+
+    def __init__(self, scene: StackedScene, bands: Sequence[str]) -> None:
+        self._scene = scene
+        self._idx = [i - 1 for i in scene.select(bands)]
+        self.sensor, self.grid, self.path = scene.sensor, scene.grid, scene.path
+        self.scene_id, self.datetime = scene.scene_id, scene.datetime
+        self.bands = tuple(bands)
+
+    def _read(self, window: Window) -> np.ndarray:
+        return self._scene._read(window)[self._idx]
+
+    def close(self) -> None:
+        self._scene.close()
+
+
+def iter_blocks(scene: Scene, block: int = 1024) -> Iterator[tuple[Window, np.ndarray]]:
+    """Non-overlapping blocks covering the scene (for statistics and copies)."""
+    g = scene.grid
+    for row in range(0, g.height, block):
+        for col in range(0, g.width, block):
+            win = Window(col, row, min(block, g.width - col), min(block, g.height - row))
+            yield win, scene.read(win)

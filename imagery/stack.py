@@ -1,0 +1,53 @@
+"""Stack a scene's model bands into one cloud-optimised GeoTIFF tile, block by block."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from imagery.errors import ImageryError, Reason
+from imagery.scene import Scene, iter_blocks, open_scene
+from imagery.tiles import TileWriter
+
+
+def stack_scene(
+    scene: Scene, out: str | Path, mask_clouds: bool = True, progress: bool = True
+) -> dict[str, float]:
+    """Copy ``scene`` to a stacked tile; cloud/shadow pixels become nodata when masked.
+
+    Returns pixel statistics (valid and cloud fractions). Raises ALL_NODATA for an empty scene.
+    """
+    g = scene.grid
+    total = valid = cloudy = 0
+    blocks = -(-g.height // 1024) * -(-g.width // 1024)
+    with TileWriter(
+        out, g, scene.bands, scene.sensor.name, scene.scene_id, scene.datetime
+    ) as writer:
+        for window, data in tqdm(
+            iter_blocks(scene, 1024), total=blocks, desc="stack", unit="block", disable=not progress
+        ):
+            if mask_clouds and (cloud := scene.read_cloud_mask(window)) is not None:
+                data[:, cloud] = np.nan
+                cloudy += int(cloud.sum())
+            writer.write(window, data)
+            total += data.shape[1] * data.shape[2]
+            valid += int((~np.isnan(data).any(axis=0)).sum())
+    if valid == 0:
+        Path(out).unlink(missing_ok=True)
+        raise ImageryError(Reason.ALL_NODATA, "every pixel is nodata or cloud", scene.path)
+    return {"pixels": total, "valid_fraction": valid / total, "cloud_fraction": cloudy / total}
+
+
+def stack(
+    path: str | Path,
+    out: str | Path,
+    sensor: str | None = None,
+    bands: Sequence[str] | None = None,
+    mask_clouds: bool = True,
+    progress: bool = True,
+) -> dict[str, float]:
+    with open_scene(path, sensor=sensor, bands=bands) as scene:
+        return stack_scene(scene, out, mask_clouds=mask_clouds, progress=progress)

@@ -12,7 +12,15 @@ from imagery.errors import AsmSpotterError
 
 # Packages whose ``cli.register(subparsers)`` adds sub-commands; a missing optional extra
 # (e.g. torch for training) only hides that package's commands.
-COMMAND_MODULES = ("imagery.cli", "training.cli", "service.cli", "labeling.cli", "asmspotter.demo")
+COMMAND_MODULES = (
+    "asmspotter.demo",
+    "imagery.cli",
+    "imagery.synthetic.cli",
+    "training.cli",
+    "service.cli",
+    "labeling.cli",
+    "monitoring.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.split(".")[0] in {"torch", "torchvision", "detectron2"}:
                 continue
-            if exc.name == name:
+            if exc.name and name.startswith(exc.name):  # package not installed/present
                 continue
             raise
         module.register(subparsers)

@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sensor", choices=sorted(SENSORS), help="override sensor detection")
     p.add_argument("--bands", nargs="+", help="bands to stack (default: the sensor's model stack)")
     p.add_argument("--keep-clouds", action="store_true", help="do not mask SCL cloud/shadow")
+    p.add_argument(
+        "--resolution", type=float, help="Sentinel-1: output grid spacing in m (default 10)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_stack)
 
@@ -39,6 +42,7 @@ def _stack(args: argparse.Namespace) -> int:
         bands=args.bands,
         mask_clouds=not args.keep_clouds,
         progress=not args.quiet,
+        resolution=args.resolution,
     )
     print(
         f"wrote {args.output}: {stats['pixels']} px, {stats['valid_fraction']:.1%} valid, "

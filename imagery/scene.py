@@ -367,7 +367,10 @@ def _acquisition_date(text: str | None) -> date | None:
 
 
 def open_scene(
-    path: str | Path, sensor: str | None = None, bands: Sequence[str] | None = None
+    path: str | Path,
+    sensor: str | None = None,
+    bands: Sequence[str] | None = None,
+    resolution: float | None = None,
 ) -> Scene:
     """Open a stacked GeoTIFF, a Sentinel-2 band folder or a Sentinel-1 GRD folder."""
     path = Path(path)
@@ -382,7 +385,7 @@ def open_scene(
     if (path / "measurement").is_dir() or sensor == "sentinel1-grd":
         from imagery.sentinel1 import open_grd
 
-        return open_grd(path, bands=bands)
+        return open_grd(path, bands=bands, resolution=resolution or 10.0)
     return open_band_folder(path, bands=bands, sensor=sensor)
 
 

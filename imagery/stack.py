@@ -48,6 +48,7 @@ def stack(
     bands: Sequence[str] | None = None,
     mask_clouds: bool = True,
     progress: bool = True,
+    resolution: float | None = None,
 ) -> dict[str, float]:
-    with open_scene(path, sensor=sensor, bands=bands) as scene:
+    with open_scene(path, sensor=sensor, bands=bands, resolution=resolution) as scene:
         return stack_scene(scene, out, mask_clouds=mask_clouds, progress=progress)

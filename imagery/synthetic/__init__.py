@@ -1,0 +1,1 @@
+"""Seeded synthetic Sentinel-2-like scenes with exact ASM pit and pond instance labels."""

@@ -1,0 +1,202 @@
+"""``asmspotter label init|import|predict|backend|export``: labelling with Label Studio."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from imagery.errors import AsmSpotterError, Reason
+
+TITLE_HELP = "project title (the project's identity: init is idempotent by title)"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    label = subparsers.add_parser(
+        "label",
+        help="labelling with Label Studio (projects, tasks, pre-annotations, export to COCO)",
+    )
+    sub = label.add_subparsers(dest="label_command", required=True, metavar="STEP")
+
+    def common(p: argparse.ArgumentParser, files: bool = True) -> None:
+        p.add_argument("--url", help="Label Studio URL (default $LABEL_STUDIO_URL)")
+        p.add_argument("--token", help="API token (default $LABEL_STUDIO_API_KEY)")
+        p.add_argument("--title", default="ASM pits and ponds", help=TITLE_HELP)
+        if files:
+            p.add_argument(
+                "--files-root",
+                type=Path,
+                help="Label Studio's local-files document "
+                "root (default $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)",
+            )
+
+    def source(p: argparse.ArgumentParser) -> None:
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--bundle", type=Path, help="model bundle folder (runs in this process)")
+        g.add_argument("--service", metavar="HOST:PORT", help="gRPC detection service")
+        g.add_argument("--polygons", type=Path, help="existing polygons (GeoJSON, GPKG, SHP)")
+        p.add_argument("--min-score", type=float, default=0.5, help="model score threshold")
+        p.add_argument("--device", help="bundle device (cpu, cuda)")
+        p.add_argument(
+            "--label",
+            default="pit",
+            choices=["pit", "pond"],
+            help="class of --polygons features without a usable label field",
+        )
+        p.add_argument("--label-field", help="--polygons attribute holding pit/pond")
+        p.add_argument("--score", type=float, default=1.0, help="score of --polygons features")
+        p.add_argument("--score-field", help="--polygons attribute holding a score")
+
+    p = sub.add_parser("init", help="create or update the labelling project")
+    common(p, files=False)
+    p.set_defaults(handler=_init)
+
+    p = sub.add_parser("import", help="cut scenes into chips and import them as tasks")
+    common(p)
+    p.add_argument("scenes", nargs="+", type=Path, help="stacked GeoTIFFs or Sentinel folders")
+    p.add_argument(
+        "--folder",
+        type=Path,
+        help="where chips go, inside the files root (default FILES_ROOT/<project slug>)",
+    )
+    p.add_argument("--chip-size", type=int, default=256)
+    p.add_argument("--overlap", type=int, default=0)
+    p.add_argument("--sensor", help="sensor of the scenes when their tags do not say")
+    p.set_defaults(handler=_import)
+
+    p = sub.add_parser("predict", help="add pre-annotations (scored predictions) to the tasks")
+    common(p)
+    source(p)
+    p.set_defaults(handler=_predict)
+
+    p = sub.add_parser("backend", help="serve a Label Studio ML backend (/health /setup /predict)")
+    common(p)
+    source(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9090)
+    p.add_argument("--connect", action="store_true", help="also register it on the project")
+    p.set_defaults(handler=_backend)
+
+    p = sub.add_parser("export", help="validate annotations and write a COCO training dataset")
+    common(p)
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--split-by", choices=["region", "scene"], default="region")
+    p.add_argument("--region-km", type=float, default=10.0, help="region cell size for the split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="exit 1 when anything was dropped")
+    p.set_defaults(handler=_export)
+
+
+def _client(args: argparse.Namespace) -> object:
+    from labeling.project import connect
+
+    return connect(args.url, args.token)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from labeling.project import ensure_project
+
+    project_id, created = ensure_project(_client(args), args.title)
+    print(f"{'created' if created else 'updated'} project {project_id} {args.title!r}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from labeling.project import document_root, require_project, slug
+    from labeling.tasks import import_scene
+
+    ls = _client(args)
+    project_id = require_project(ls, args.title)
+    root = document_root(args.files_root)
+    folder = args.folder or root / slug(args.title)
+    for scene in args.scenes:
+        r = import_scene(
+            ls, project_id, scene, root, folder, args.chip_size, args.overlap, args.sensor
+        )
+        print(
+            f"{scene}: {r.created} tasks created, {r.already_there} already there, "
+            f"{r.skipped_nodata} all-nodata chips skipped"
+        )
+    return 0
+
+
+def _predictor(args: argparse.Namespace) -> object:
+    from labeling import predict
+
+    if args.bundle:
+        return predict.BundlePredictor(args.bundle, args.device, args.min_score)
+    if args.service:
+        return predict.ServicePredictor(args.service, args.min_score)
+    return predict.PolygonPredictor(
+        args.polygons, args.label, args.score, args.label_field, args.score_field
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from labeling.predict import push_predictions
+    from labeling.project import document_root, require_project
+
+    ls = _client(args)
+    project_id = require_project(ls, args.title)
+    predictor = _predictor(args)
+    done, regions = push_predictions(ls, project_id, predictor, document_root(args.files_root))
+    print(f"{done} tasks given predictions ({regions} regions) from {predictor.model_version}")
+    return 0
+
+
+def _backend(args: argparse.Namespace) -> int:
+    from labeling.ml_backend import MLBackend
+    from labeling.project import call, document_root, require_project
+
+    root = document_root(args.files_root)
+    predictor = _predictor(args)
+    backend = MLBackend(predictor, root, args.host, args.port)
+    if args.connect:
+        ls = _client(args)
+        project_id = require_project(ls, args.title)
+        backend.start()
+        call(
+            "connect the ML backend",
+            ls.ml.create,
+            project=project_id,
+            url=backend.url,
+            title=predictor.model_version,
+        )
+    print(f"ML backend {predictor.model_version} on {backend.url} (Ctrl-C stops it)", flush=True)
+    try:
+        if args.connect:
+            backend._thread.join()  # type: ignore[union-attr]
+        else:
+            backend.serve_forever()
+    finally:
+        backend.server.server_close()
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from labeling.export import export_dataset, fetch_tasks
+    from labeling.project import document_root, require_project
+
+    if not 0 <= args.val_fraction < 1:
+        raise AsmSpotterError(Reason.INVALID_ARGUMENT, "--val-fraction must be in [0, 1)")
+    ls = _client(args)
+    project_id = require_project(ls, args.title)
+    result = export_dataset(
+        fetch_tasks(ls, project_id),
+        args.out,
+        document_root(args.files_root),
+        args.val_fraction,
+        args.split_by,
+        args.region_km,
+        args.seed,
+        project=args.title,
+    )
+    report = result.report
+    print(
+        f"{result.images} images ({result.splits}), {result.annotations} sites -> "
+        f"{result.folder / 'annotations.json'}"
+    )
+    for key, count in sorted(report.counts().items()):
+        print(f"  {key}: {count}")
+    print(f"  report: {result.folder / 'validation_report.md'}")
+    return 1 if args.strict and report.dropped() else 0

@@ -1,0 +1,219 @@
+"""Labelling parts that need no server: brush RLE, percent units, rendering, polygon import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from rasterio.transform import Affine
+from shapely.geometry import box
+
+from imagery.errors import AsmSpotterError
+from imagery.geometry import geometry_to_mask, reproject, to_map_space, utm_crs_for
+from imagery.render import composite, percentile_stretch
+from labeling import brush
+from labeling.config import label_config
+from labeling.predict import PolygonPredictor
+from labeling.regions import points_from_polygon, polygon_from_points, polygon_results
+from labeling.validate import validate_tasks
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+AMW_GHANA = (
+    SHARED
+    / "amazon-mining-watch/outputs/44px_v2.8/mining_ghana_ashanti_v44px_v2.8_2017-2020.geojson"
+)
+WEST_AFRICA = SHARED / "asm-map-west-africa" / "gt_asm_shapes.shp"
+
+
+def test_brush_rle_round_trip_and_reference_decoder():
+    ref = pytest.importorskip("label_studio_sdk.converter.brush")  # label-studio-converter's
+    mask = np.zeros((37, 53), bool)
+    mask[5:30, 7:40] = True
+    mask[12:20, 15:25] = False  # a hole
+    rle = brush.encode_mask(mask)
+    assert np.array_equal(brush.decode_mask(rle, 37, 53), mask)
+    # Label Studio's reference decoder reads what we write ...
+    assert np.array_equal(ref.decode_rle(rle).reshape(37, 53, 4)[:, :, 3] > 0, mask)
+    # ... and we read what the reference encoder writes, literal runs and colours included.
+    rgba = np.zeros((37, 53, 4), np.uint8)
+    rgba[mask] = (230, 85, 13, 200)
+    rgba[0, :5] = np.random.default_rng(1).integers(1, 255, (5, 4))
+    assert np.array_equal(brush.decode(ref.encode_rle(rgba.ravel())), rgba.ravel())
+
+
+def test_brush_rle_refuses_bad_input():
+    mask = np.ones((8, 8), bool)
+    with pytest.raises(AsmSpotterError, match="truncated"):
+        brush.decode(brush.encode_mask(mask)[:9])
+    with pytest.raises(AsmSpotterError, match="expected 4x4x4"):
+        brush.decode_mask(brush.encode_mask(mask), 4, 4)
+    with pytest.raises(AsmSpotterError, match="header"):
+        brush.decode([1, 2])
+
+
+def test_percent_units_round_trip_to_pixels():
+    # 0 % is the picture's left/top edge and 100 % its right/bottom edge, for any aspect ratio.
+    poly = polygon_from_points([[0, 0], [100, 0], [100, 100], [0, 100]], 200, 50)
+    assert poly.bounds == (0, 0, 200, 50)
+    tri = shapely.Polygon([(10.25, 3.5), (150, 3.5), (80, 40)])
+    back = polygon_from_points(points_from_polygon(tri, 200, 50), 200, 50)
+    assert back.symmetric_difference(tri).area < 1e-3
+    (result,) = polygon_results(tri, "pond", 200, 50, score=0.7)
+    assert result["value"]["polygonlabels"] == ["pond"] and result["score"] == 0.7
+    assert result["original_width"] == 200 and result["to_name"] == "image"
+
+
+def test_label_config_has_both_tools_on_both_views():
+    xml = label_config()
+    assert xml.count("<PolygonLabels") == 2 and xml.count("<BrushLabels") == 2
+    assert 'value="$image"' in xml and 'value="$false_color"' in xml
+
+
+def test_percentile_stretch():
+    values = np.stack([np.linspace(0, 1, 100).reshape(10, 10)] * 3).astype(np.float32)
+    values[:, 0, 0] = np.nan
+    img = percentile_stretch(values, 0, 100)
+    assert img.shape == (10, 10, 3) and img.dtype == np.uint8
+    assert img[0, 0].tolist() == [0, 0, 0] and img[-1, -1].tolist() == [255, 255, 255]
+    fc = composite(values, ["B04", "B03", "B02"], ("B02", "B04", "B03"))
+    assert fc.shape == (10, 10, 3)
+    with pytest.raises(KeyError):
+        composite(values, ["B04", "B03", "B02"], ("B12", "B08", "B04"))
+
+
+def test_validation_without_server_keeps_ground_truth():
+    def task(annotations):
+        return {
+            "id": 1,
+            "data": {"width": 10, "height": 10, "chip_id": "c"},
+            "annotations": annotations,
+        }
+
+    square = {
+        "type": "polygonlabels",
+        "original_width": 10,
+        "original_height": 10,
+        "value": {"points": [[0, 0], [50, 0], [50, 50], [0, 50]], "polygonlabels": ["pit"]},
+    }
+    latest = {"id": 2, "result": [], "updated_at": "2026-02-01", "completed_by": 3}
+    ground = {
+        "id": 1,
+        "result": [square],
+        "updated_at": "2026-01-01",
+        "completed_by": 4,
+        "ground_truth": True,
+    }
+    clean, report = validate_tasks([task([ground, latest])])
+    assert clean[0].annotation == 1 and len(clean[0].sites) == 1
+    assert clean[0].sites[0].mask.sum() == 25
+    assert report.counts() == {"conflict:resolved": 1}
+
+
+def _chip_over(geom_wgs84, size=96):
+    lon, lat = geom_wgs84.centroid.x, geom_wgs84.centroid.y
+    crs = utm_crs_for(lon, lat)
+    cx, cy = reproject(geom_wgs84.centroid, "EPSG:4326", crs).coords[0]
+    x0, y0 = round(cx / 10) * 10 - size * 5, round(cy / 10) * 10 + size * 5
+    t = Affine(10, 0, x0, 0, -10, y0)
+    data = {"crs": crs.to_string(), "transform": list(t)[:6], "width": size, "height": size}
+    return data, t, crs
+
+
+@pytest.mark.parametrize("source", [AMW_GHANA, WEST_AFRICA], ids=["amazon-mining-watch", "asm-map"])
+def test_existing_polygons_become_chip_predictions(source):
+    if not source.is_file():
+        pytest.skip(f"real data {source} is absent")
+    predictor = PolygonPredictor(source, label="pit", score=0.9)
+    geoms = predictor.source.geometries
+    # A chip over the first polygon and, for the shapefile, over its one invalid drawing.
+    targets = [0] + [i for i, g in enumerate(geoms) if not g.is_valid][:1]
+    for i in targets:
+        data, transform, crs = _chip_over(geoms[i])
+        sites = predictor.predict(Path("unused.tif"), data)
+        assert sites and all(s.label == "pit" and s.score == 0.9 for s in sites)
+        assert all(s.geometry.is_valid for s in sites)
+        got = shapely.union_all([to_map_space(s.geometry, transform) for s in sites])
+        frame = to_map_space(box(0, 0, data["width"], data["height"]), transform)
+        fixed = shapely.make_valid(shapely.force_2d(geoms[i]))
+        expected = reproject(fixed, "EPSG:4326", crs).intersection(frame)
+        assert got.intersection(expected).area >= 0.99 * expected.area
+        mask = geometry_to_mask(
+            shapely.union_all([s.geometry for s in sites]),
+            Affine.identity(),
+            (data["height"], data["width"]),
+        )
+        assert mask.any()
+
+
+def test_service_predictions_land_on_chip_pixels(tmp_path):
+    """Pre-annotations from the real gRPC service (rule model standing in for a bundle)."""
+    from shapely.geometry import Point
+
+    from labeling.predict import ServicePredictor
+    from service.server import DetectionServer, ServerConfig
+    from tests.service_support import WaterIndexModel, grid, make_tile
+
+    ponds = [Point(16, 20).buffer(6), Point(44, 40).buffer(8)]
+    tile, _ = make_tile(tmp_path / "ponds.tif", 64, ponds)
+    g = grid(64)
+    data = {"crs": g.crs.to_string(), "transform": list(g.transform)[:6], "width": 64, "height": 64}
+    srv = DetectionServer(
+        ServerConfig(address="127.0.0.1:0", max_active=1, max_queued=4),
+        model=WaterIndexModel(chip_size=64),
+    )
+    srv.start()
+    srv.load()
+    try:
+        predictor = ServicePredictor(f"127.0.0.1:{srv.port}", min_score=0.5)
+        try:
+            sites = predictor.predict(tile, data)
+        finally:
+            predictor.close()
+    finally:
+        srv.stop()
+    assert predictor.model_version == "water-index-0.0.1"
+    assert len(sites) == 2 and {s.label for s in sites} == {"pond"}
+    for pond in ponds:
+        best = max(sites, key=lambda s: s.geometry.intersection(pond).area)
+        assert best.geometry.symmetric_difference(pond).area < 0.25 * pond.area
+        assert best.score == pytest.approx(0.9)
+
+
+def test_prediction_with_a_hole_is_sent_as_a_brush_mask():
+    from labeling.regions import Site, site_results
+
+    ring = np.zeros((20, 20), bool)
+    ring[2:18, 2:18] = True
+    ring[8:12, 8:12] = False
+    (result,) = site_results(Site("pond", mask=ring, score=0.4), 20, 20)
+    assert result["type"] == "brushlabels" and result["score"] == 0.4
+    assert np.array_equal(brush.decode_mask(result["value"]["rle"], 20, 20), ring)
+    solid = site_results(Site("pit", mask=ring | ~ring, score=0.4), 20, 20)
+    assert [r["type"] for r in solid] == ["polygonlabels"]
+
+
+def test_split_keeps_whole_scenes_or_regions_together():
+    from labeling.export import assign_splits
+    from labeling.validate import CleanTask, Report
+
+    def task(i, scene, col):
+        t = [10, 0, 512000 + col * 2560, 0, -10, 800000]  # 512 km: a cell edge
+        data = {"scene_id": scene, "crs": "EPSG:32630", "transform": t, "width": 256, "height": 256}
+        return CleanTask({"id": i, "data": data}, None, None, [])
+
+    tasks = [task(i, f"S{i % 3}", i) for i in range(12)]
+    by_scene = assign_splits(tasks, 0.3, "scene", 10.0, 0, Report())
+    for scene in ("S0", "S1", "S2"):
+        assert (
+            len({by_scene[t.task["id"]] for t in tasks if t.task["data"]["scene_id"] == scene}) == 1
+        )
+    assert set(by_scene.values()) == {"train", "val"}
+    by_region = assign_splits(tasks, 0.3, "region", 10.24, 0, Report())
+    for first in range(0, 12, 4):  # 4 chips of 2.56 km per 10.24 km cell
+        assert len({by_region[i] for i in range(first, first + 4)}) == 1
+    assert set(by_region.values()) == {"train", "val"}
+    report = Report()
+    assert set(assign_splits(tasks[:1], 0.3, "scene", 10.0, 0, report).values()) == {"train"}
+    assert report.issues and report.issues[0].problem == "split"

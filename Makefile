@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LS_VENV := .venv-labelstudio
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean protos
 
 # The project's environment: every extra, then Detectron2 (patched sdist, see third_party/detectron2).
 $(VENV)/.installed: pyproject.toml third_party/detectron2/install.sh third_party/detectron2/detectron2-0.6.patch
@@ -31,11 +31,16 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 test: install lint
+	bash tests/setup/system_packages.sh
 	$(VENV)/bin/python -m pytest
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Regenerate asmspotter/v1/*_pb2*.py from protos/ (committed; a test checks they are fresh).
+protos: $(VENV)/.installed
+	$(PY) protos/generate.py
 
 bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -23,6 +23,9 @@ COMMAND_MODULES = (
 )
 
 
+OWN_PACKAGES = {"asmspotter", "imagery", "training", "service", "labeling", "monitoring"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asmspotter", description="Find and monitor ASM sites in Sentinel imagery."
@@ -33,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name and exc.name.split(".")[0] in {"torch", "torchvision", "detectron2"}:
-                continue
-            if exc.name and name.startswith(exc.name):  # package not installed/present
+            # A missing optional dependency (an extra not installed) or package hides its commands;
+            # a missing module of our own inside a present package is a bug and is raised.
+            top = (exc.name or "").split(".")[0]
+            if top not in OWN_PACKAGES or name.startswith(exc.name or "\0"):
                 continue
             raise
         module.register(subparsers)

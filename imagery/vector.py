@@ -69,8 +69,13 @@ def write_features(
     properties: Sequence[dict[str, Any]],
     crs: Any = WGS84,
     layer: str | None = None,
+    geometry_type: str | None = None,
 ) -> Path:
-    """Write features; the driver follows the suffix (.geojson, .gpkg, .shp)."""
+    """Write features; the driver follows the suffix (.geojson, .gpkg, .shp).
+
+    Polygonal layers are written as MultiPolygon (one geometry type per layer, as GIS tools
+    expect); give ``geometry_type`` to fix it for an empty layer.
+    """
     path = Path(path)
     driver = DRIVERS.get(path.suffix.lower())
     if driver is None:
@@ -90,12 +95,18 @@ def write_features(
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
+    kinds = {g.geom_type for g in geometries}
+    if geometry_type is None:
+        geometry_type = (
+            "MultiPolygon" if kinds and kinds <= {"Polygon", "MultiPolygon"} else "Unknown"
+        )
     pyogrio.raw.write(
         path,
         np.array(shapely.to_wkb(list(geometries)), dtype=object),
         fields,
         fields=names,
-        geometry_type="Unknown",
+        geometry_type=geometry_type,
+        promote_to_multi=geometry_type.startswith("Multi"),
         crs=as_crs(crs).to_wkt(),
         driver=driver,
         layer=layer or path.stem,

@@ -19,7 +19,7 @@ def _hash01(seed: int, gi: np.ndarray, gj: np.ndarray) -> np.ndarray:
         x = (
             (gi.astype(np.uint64) * _M1)
             ^ (gj.astype(np.uint64) * _M2)
-            ^ np.uint64(seed * 0x2545F491)
+            ^ np.uint64((seed * 0x2545F491) & 0xFFFFFFFFFFFFFFFF)
         )
         x ^= x >> np.uint64(30)
         x *= _M2

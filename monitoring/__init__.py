@@ -1,0 +1,1 @@
+"""Monitoring an area over time: fetch imagery, track sites, check compliance, report."""

@@ -1,0 +1,87 @@
+"""Assemble an area's report from the store: map, alerts, evidence packets, mined-area plot."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from imagery.errors import AsmSpotterError, Reason
+from imagery.geometry import WGS84
+from imagery.vector import write_features
+from monitoring.compliance import is_alert
+from monitoring.evidence import write_packet
+from monitoring.monitor import mined_area_series
+from monitoring.report import mined_area_svg, write_alerts, write_html_map
+from monitoring.store import Store
+
+
+def build_report(
+    store: Store,
+    area: str,
+    out_dir: str | Path,
+    concessions: Any = None,
+    protected: Any = None,
+) -> dict[str, Path]:
+    """Write the report files of ``area`` under ``out_dir``; alerts are the latest run's."""
+    runs = store.runs(area)
+    if not runs:
+        raise AsmSpotterError(Reason.INVALID_ARGUMENT, f"the store has no runs for area {area!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sites, all_props = [], []
+    for run in runs:
+        for o in store.observations(run.id):
+            props = {k: v for k, v in asdict(o).items() if k != "geometry"}
+            props.update(date=run.date, scene_id=run.scene_id, model_version=run.model_version)
+            sites.append((o.geometry, props))
+            all_props.append(props)
+    latest = runs[-1]
+    before = runs[-2] if len(runs) > 1 else None
+    alerts = []
+    for o in store.observations(latest.id):
+        if not is_alert(o.status, o.compliance or ""):
+            continue
+        facts = {
+            "date": latest.date,
+            "scene_id": latest.scene_id,
+            "before_date": before.date if before else None,
+            "before_scene_id": before.scene_id if before else None,
+            "status": o.status,
+            "compliance": o.compliance,
+            "area_m2": round(o.area_m2, 1),
+            "previous_area_m2": o.previous_area_m2,
+            "concession_fraction": o.concession_fraction,
+            "protected_fraction": o.protected_fraction,
+            "concessions": o.concessions,
+            "protected_areas": o.protected_areas,
+            "model_version": latest.model_version,
+            "weights_sha256": latest.weights_sha256,
+        }
+        folder = write_packet(
+            out / "evidence", o.site_id, o.geometry, facts, before.tile if before else None,
+            latest.tile,
+        )  # fmt: skip
+        alerts.append((o.geometry, {"site_id": o.site_id, **facts, "evidence": str(folder)}))
+    series = mined_area_series(store, area)
+    paths = {
+        "map": write_html_map(
+            sites,
+            latest.tile,
+            out / "map.html",
+            concessions=concessions,
+            protected=protected,
+            base_tiles={r.date: r.tile for r in runs if r.tile},
+            title=f"ASM monitoring: {area}",
+        ),
+        "mined_area_svg": mined_area_svg(series, out / "mined_area.svg"),
+        "sites": write_features(out / "sites.gpkg", [g for g, _ in sites], all_props, WGS84),
+    }
+    paths["alerts_csv"], paths["alerts_geojson"] = write_alerts(alerts, out)
+    with (out / "mined_area.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["date", "mined_area_m2"])
+        writer.writerows((d, round(a, 1)) for d, a in series)
+    paths["mined_area_csv"] = out / "mined_area.csv"
+    return paths

@@ -1,0 +1,1 @@
+"""Throwaway servers for tests and demos: PostgreSQL + PostGIS, and a pgstac STAC API."""

@@ -1,0 +1,173 @@
+"""A real STAC API on 127.0.0.1: stac-fastapi-pgstac over pgstac in a throwaway PostgreSQL.
+
+``build_items`` turns the real Earth Search tile folder into STAC items whose asset hrefs are local
+file paths (with proj:shape/transform read from the files) and derives a second, modified date
+(other DNs, a cloud and a shadow patch in SCL) so a composite has something to take a median of.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from monitoring.testing.postgres import Cluster, free_port
+
+COLLECTION = "sentinel-2-l2a"
+KEEP_ASSETS = ("blue", "green", "red", "nir", "swir16", "swir22", "scl")
+SECOND_DATE = "2020-03-05T11:34:25.405000Z"
+CLOUD_BOX = (slice(100, 220), slice(150, 300))  # SCL pixels (rows, cols) set to 9 (cloud)
+SHADOW_BOX = (slice(300, 360), slice(50, 140))  # ... set to 3 (cloud shadow)
+
+
+def _item_from_folder(folder: Path) -> dict[str, Any]:
+    src = next(p for p in folder.glob("*.json") if "assets" in json.loads(p.read_text()))
+    item = json.loads(src.read_text())
+    item["collection"] = COLLECTION
+    item["links"] = []
+    assets = {}
+    for key in KEEP_ASSETS:
+        asset = item["assets"][key]
+        path = folder / Path(asset["href"]).name
+        with rasterio.open(path) as ds:
+            asset["proj:shape"] = [ds.height, ds.width]
+            asset["proj:transform"] = list(ds.transform)[:6]
+        asset["href"] = path.resolve().as_uri()
+        assets[key] = asset
+    item["assets"] = assets
+    return item
+
+
+def derive_second_date(item: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """A modified copy of ``item``: DN x 1.1 + 37 and cloud/shadow patches, on a later date."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    second = copy.deepcopy(item)
+    second["id"] = item["id"].replace("20200219", "20200305")
+    second["properties"]["datetime"] = SECOND_DATE
+    for key, asset in second["assets"].items():
+        src_path = Path(item["assets"][key]["href"].removeprefix("file://"))
+        with rasterio.open(src_path) as src:
+            data, profile = src.read(1), src.profile
+        if key == "scl":
+            data = data.copy()
+            data[CLOUD_BOX] = 9
+            data[SHADOW_BOX] = 3
+        else:
+            data = np.clip(np.rint(data.astype(np.float64) * 1.1 + 37), 0, 65535).astype(np.uint16)
+            data[item_nodata(src_path)] = 0
+        dst_path = out_dir / src_path.name
+        profile.update(driver="GTiff")
+        with rasterio.open(dst_path, "w", **profile) as dst:
+            dst.write(data, 1)
+        asset["href"] = dst_path.resolve().as_uri()
+    return second
+
+
+def item_nodata(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1) == 0
+
+
+def build_items(folder: Path, work: Path) -> list[dict[str, Any]]:
+    first = _item_from_folder(folder)
+    return [first, derive_second_date(first, work / "second")]
+
+
+def collection(items: list[dict[str, Any]]) -> dict[str, Any]:
+    bbox = np.array([i["bbox"] for i in items])
+    dates = sorted(i["properties"]["datetime"] for i in items)
+    return {
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": COLLECTION,
+        "description": "Sentinel-2 L2A test items (local files)",
+        "license": "proprietary",
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[*bbox[:, :2].min(0).tolist(), *bbox[:, 2:].max(0).tolist()]]},
+            "temporal": {"interval": [[dates[0], dates[-1]]]},
+        },
+    }
+
+
+def load_pgstac(dsn: str, items: list[dict[str, Any]]) -> None:
+    from pypgstac.db import PgstacDB
+    from pypgstac.load import Loader, Methods
+    from pypgstac.migrate import Migrate
+
+    with PgstacDB(dsn=dsn) as db:
+        Migrate(db).run_migration()
+    with PgstacDB(dsn=dsn) as db:
+        loader = Loader(db)
+        loader.load_collections(iter([collection(items)]), Methods.upsert)
+        loader.load_items(iter(items), Methods.upsert)
+
+
+class StacServer:
+    """stac-fastapi-pgstac under uvicorn on 127.0.0.1, serving ``items``."""
+
+    def __init__(self, cluster: Cluster, items: list[dict[str, Any]], log: Path) -> None:
+        db = "stac"
+        load_pgstac(cluster.create_db(db), items)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "PGUSER": cluster.user,
+            "PGPASSWORD": "unused",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(cluster.port),
+            "PGDATABASE": db,
+            "DB_MIN_CONN_SIZE": "1",
+            "DB_MAX_CONN_SIZE": "2",
+        }
+        self._log = log.open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "stac_fastapi.pgstac.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],  # fmt: skip
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait()
+
+    def _wait(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"STAC server exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/collections", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("STAC server did not answer in time")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()

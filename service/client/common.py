@@ -1,0 +1,127 @@
+"""What the sync and asyncio clients share: connection settings, retry policy, request building."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from asmspotter.v1 import detection_pb2 as pb
+from service.client.types import DetectionError
+
+MiB = 1024**2
+RETRY_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with full jitter on UNAVAILABLE and RESOURCE_EXHAUSTED (overload)."""
+
+    max_attempts: int = 8  # about 12 s of waiting in all, on average
+    initial_backoff_s: float = 0.25
+    max_backoff_s: float = 8.0
+    multiplier: float = 2.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        cap = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
+        return random.uniform(0, cap)
+
+    def retryable(self, err: DetectionError, attempt: int) -> bool:
+        if attempt >= self.max_attempts or err.code not in RETRY_CODES:
+            return False
+        # The transport's own message-size refusal is RESOURCE_EXHAUSTED too, but never passes.
+        return not (err.code == "RESOURCE_EXHAUSTED" and "message larger than max" in err.message)
+
+
+@dataclass
+class ClientConfig:
+    """How to reach the server(s). ``targets`` is a list so that spreading calls over several
+    servers can be added without changing the API; today calls go to the first target."""
+
+    targets: Sequence[str] = ("127.0.0.1:50051",)
+    token: str | None = None
+    tls_root_cert: bytes | None = None  # PEM; set (or tls=True) for TLS
+    tls: bool = False
+    timeout_s: float = 300.0  # per call, retries included
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_message_bytes: int = 64 * MiB  # must match the server's
+    chunk_bytes: int = 4 * MiB  # DetectScene chunk size
+
+    def __post_init__(self) -> None:
+        if isinstance(self.targets, str):
+            self.targets = (self.targets,)
+        if not self.targets:
+            raise ValueError("need at least one server address")
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.max_send_message_length", self.max_message_bytes + MiB),
+            ("grpc.max_receive_message_length", self.max_message_bytes + MiB),
+        ]
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        if self.tls or self.tls_root_cert:
+            return grpc.ssl_channel_credentials(root_certificates=self.tls_root_cert)
+        return None
+
+
+def options_proto(
+    min_score: float | None = None, output_crs: str = "", max_detections: int = 0
+) -> pb.DetectionOptions:
+    msg = pb.DetectionOptions(output_crs=output_crs, max_detections=max_detections)
+    if min_score is not None:
+        msg.min_score = min_score
+    return msg
+
+
+def tile_proto(
+    tile: str | Path | bytes,
+    tile_id: str | None = None,
+    sensor: str = "",
+    band_names: Sequence[str] = (),
+    uri: bool = False,
+) -> pb.Tile:
+    """A path (read here, or sent as a URI for the server to read when ``uri``) or bytes."""
+    msg = pb.Tile(sensor=sensor, band_names=list(band_names))
+    if isinstance(tile, bytes):
+        msg.content = tile
+    elif uri:
+        msg.uri = str(tile)
+    else:
+        msg.content = Path(tile).read_bytes()
+    msg.tile_id = tile_id or ("" if isinstance(tile, bytes) else Path(str(tile)).stem)
+    return msg
+
+
+def too_big_for_one_message(tile: str | Path | bytes, config: ClientConfig) -> bool:
+    size = len(tile) if isinstance(tile, bytes) else Path(tile).stat().st_size
+    return size > config.max_message_bytes - 64 * 1024
+
+
+def scene_requests(
+    path: str | Path,
+    tile_id: str | None,
+    sensor: str,
+    band_names: Sequence[str],
+    options: pb.DetectionOptions,
+    chunk_bytes: int,
+) -> Iterator[pb.DetectSceneRequest]:
+    """Header, then the file in chunks (read lazily, so memory stays flat)."""
+    path = Path(path)
+    header = pb.SceneHeader(
+        tile=pb.Tile(tile_id=tile_id or path.stem, sensor=sensor, band_names=list(band_names)),
+        options=options,
+        total_bytes=path.stat().st_size,
+    )
+    yield pb.DetectSceneRequest(header=header)
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            yield pb.DetectSceneRequest(chunk=chunk)

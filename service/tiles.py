@@ -1,0 +1,168 @@
+"""Tile intake: GeoTIFF bytes or an allowed local URI -> an open `Scene` checked against the model.
+
+Checks, each with its own reason: the bytes are a TIFF (NOT_A_GEOTIFF), a URI lies under the
+configured root (URI_NOT_ALLOWED), the raster has a CRS (CRS_MISSING, via imagery.scene), the
+model's bands are present and the sensor matches (BAND_MISMATCH / BAND_MISSING), and the size is
+within limits (TILE_TOO_LARGE). Bytes are spooled to a temporary file that is removed on close.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from imagery.errors import ImageryError, Reason
+from imagery.scene import Scene, StackedScene, SubsetScene
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+@dataclass(frozen=True)
+class TileLimits:
+    max_bytes: int = 256 * 1024**2
+    max_pixels: int = 10980 * 10980  # one Sentinel-2 granule at 10 m
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What the model reads: its sensor and band stack (from bundle.json)."""
+
+    sensor: str
+    bands: tuple[str, ...]
+
+
+def check_tiff_magic(head: bytes, name: str) -> None:
+    if head[:4] not in TIFF_MAGIC:
+        raise ImageryError(
+            Reason.NOT_A_GEOTIFF,
+            "the content is not a TIFF file (bad magic bytes); send a GeoTIFF such as the output "
+            "of `asmspotter stack`",
+            name,
+        )
+
+
+def check_size(n_bytes: int, limits: TileLimits, name: str) -> None:
+    if n_bytes > limits.max_bytes:
+        raise ImageryError(
+            Reason.TILE_TOO_LARGE,
+            f"{n_bytes} bytes exceed the server's limit of {limits.max_bytes}; "
+            "split the scene or use the DetectScene stream",
+            name,
+        )
+
+
+def resolve_uri(uri: str, allowed_root: str | Path | None) -> Path:
+    """A path or file:// URI -> a real path that must lie under ``allowed_root``."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise ImageryError(
+            Reason.URI_NOT_ALLOWED,
+            f"scheme {parsed.scheme!r} is not served; send the bytes or a local path",
+            uri,
+        )
+    if allowed_root is None:
+        raise ImageryError(
+            Reason.URI_NOT_ALLOWED,
+            "this server reads no files by URI (start it with --allowed-root); send the bytes",
+            uri,
+        )
+    raw = unquote(parsed.path) if parsed.scheme == "file" else uri
+    root = Path(os.path.realpath(allowed_root))
+    path = Path(os.path.realpath(root / raw))  # relative paths are taken under the root
+    if path != root and root not in path.parents:
+        raise ImageryError(
+            Reason.URI_NOT_ALLOWED, f"the path is outside the allowed root {root}", uri
+        )
+    if not path.is_file():
+        raise ImageryError(Reason.FILE_NOT_FOUND, "no such file under the allowed root", uri)
+    return path
+
+
+class SpooledTile:
+    """Bytes arriving whole or in chunks, kept in a temporary .tif until ``close``."""
+
+    def __init__(self, name: str, limits: TileLimits, spool_dir: str | None = None) -> None:
+        self.name = name
+        self.limits = limits
+        fd, path = tempfile.mkstemp(suffix=".tif", prefix="asm-", dir=spool_dir)
+        self.path = Path(path)
+        self._file = os.fdopen(fd, "wb")
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if self.size == 0 and chunk:
+            check_tiff_magic(chunk, self.name)
+        self.size += len(chunk)
+        check_size(self.size, self.limits, self.name)
+        self._file.write(chunk)
+
+    def finish(self) -> Path:
+        self._file.close()
+        if self.size == 0:
+            raise ImageryError(Reason.NOT_A_GEOTIFF, "the tile is empty (0 bytes)", self.name)
+        return self.path
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def open_tile(
+    path: str | Path,
+    model: ModelInput,
+    limits: TileLimits,
+    sensor: str | None = None,
+    band_names: Sequence[str] | None = None,
+    name: str | None = None,
+) -> Scene:
+    """Open a stacked GeoTIFF, check it against the model; returns a scene of the model bands."""
+    name = name or str(path)
+    with open(path, "rb") as f:
+        check_tiff_magic(f.read(4), name)
+    check_size(Path(path).stat().st_size, limits, name)
+    try:
+        scene = StackedScene(
+            path, sensor=sensor or None, bands=list(band_names) if band_names else None
+        )
+    except ImageryError as exc:  # name the tile, not the spool file
+        raise ImageryError(exc.reason, exc.detail, name) from None
+    scene.path = name
+    try:
+        _check_against_model(scene, model, limits, name)
+    except BaseException:
+        scene.close()
+        raise
+    return scene if scene.bands == model.bands else SubsetScene(scene, model.bands)
+
+
+def _check_against_model(
+    scene: StackedScene, model: ModelInput, limits: TileLimits, name: str
+) -> None:
+    if scene.sensor.name != model.sensor:
+        raise ImageryError(
+            Reason.BAND_MISMATCH,
+            f"the tile is {scene.sensor.name} but the model reads {model.sensor} "
+            f"bands {list(model.bands)}",
+            name,
+        )
+    missing = [b for b in model.bands if b not in scene.bands]
+    if missing:
+        raise ImageryError(
+            Reason.BAND_MISMATCH,
+            f"the tile has bands {list(scene.bands)} but the model needs {list(model.bands)} "
+            f"(missing {missing}); restack it with `asmspotter stack`",
+            name,
+        )
+    g = scene.grid
+    if g.width * g.height > limits.max_pixels:
+        raise ImageryError(
+            Reason.TILE_TOO_LARGE,
+            f"{g.width} x {g.height} px exceed the server's limit of {limits.max_pixels} px; "
+            "split the scene into smaller tiles",
+            name,
+        )

@@ -1,0 +1,167 @@
+"""`asmspotter monitor run|report` on the real L2A tile; the map opened in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from shapely.geometry import box, mapping
+
+from asmspotter.cli import main
+from imagery.geometry import reproject
+from imagery.scene import open_scene
+
+from .conftest import L2A_DIR
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROME_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars", "--virtual-time-budget=3000",
+]  # fmt: skip
+
+
+def _square(cx: float, cy: float, half: float):
+    return box(cx - half, cy - half, cx + half, cy + half)
+
+
+def _write(path: Path, geoms, props=None, crs=32629) -> Path:
+    """A GeoJSON in WGS84 of UTM squares."""
+    feats = [
+        {"type": "Feature", "properties": (props or [{}] * len(geoms))[k],
+         "geometry": mapping(reproject(g, crs, 4326))}
+        for k, g in enumerate(geoms)
+    ]  # fmt: skip
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    if not L2A_DIR.is_dir():
+        pytest.skip(f"{L2A_DIR} is absent")
+    work = tmp_path_factory.mktemp("report")
+    tile = work / "tile.tif"
+    assert main(["stack", str(L2A_DIR), "-o", str(tile), "--quiet"]) == 0
+    with open_scene(tile) as scene:
+        x0, y0, x1, y1 = scene.grid.bounds
+    cx, cy, s = (x0 + x1) / 2, (y0 + y1) / 2, 3000.0
+    # Date 1: sites A, B, C. Date 2: A grown, B unchanged, C gone, D new outside, E new protected.
+    a, b, c = _square(cx - 3 * s, cy, 600), _square(cx, cy, 500), _square(cx + 3 * s, cy, 400)
+    d1 = _write(work / "d1.geojson", [a, b, c])
+    d, e = _square(cx, cy + 3 * s, 450), _square(cx, cy - 3 * s, 350)
+    d2 = _write(
+        work / "d2.geojson", [_square(cx - 3 * s, cy, 800), b.buffer(10, join_style=2), d, e]
+    )
+    # A concession covers A and B (written as GeoPackage in UTM), a reserve covers E.
+    conc = work / "concessions.gpkg"
+    from imagery.vector import write_features
+
+    write_features(conc, [box(cx - 5 * s, cy - s, cx + s, cy + s)], [{"name": "C-7"}], 32629)
+    prot = _write(
+        work / "protected.geojson", [_square(cx, cy - 3 * s, 1500)], [{"name": "Reserve"}]
+    )
+    store = f"sqlite:///{work / 'monitor.sqlite'}"
+    common = ["--store", store, "--area", "demo", "--tile", str(tile), "--concessions", str(conc),
+              "--protected", str(prot), "--model-version", "asm-maskrcnn-1.0.0",
+              "--weights-sha256", "ab" * 32]  # fmt: skip
+    assert main(["monitor", "run", *common, "--detections", str(d1), "--date", "2020-02-19"]) == 0
+    assert main(["monitor", "run", *common, "--detections", str(d2), "--date", "2020-03-05",
+                 "--scene-id", "S2A_29RKH_20200305_0_L2A"]) == 0  # fmt: skip
+    out = work / "out"
+    assert main(["monitor", "report", "--store", store, "--area", "demo", "-o", str(out),
+                 "--concessions", str(conc), "--protected", str(prot)]) == 0  # fmt: skip
+    return out
+
+
+def test_alerts_evidence_and_plot(report):
+    with (report / "alerts.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    got = sorted((r["status"], r["compliance"]) for r in rows)
+    assert got == [("new", "outside_concessions"), ("new", "protected_area")]
+    geo = json.loads((report / "alerts.geojson").read_text())
+    assert len(geo["features"]) == 2
+    for row in rows:
+        packet_dir = Path(row["evidence"])
+        packet = json.loads((packet_dir / "packet.json").read_text())
+        assert packet["weights_sha256"] == "ab" * 32
+        assert packet["model_version"] == "asm-maskrcnn-1.0.0"
+        assert packet["scene_id"] == "S2A_29RKH_20200305_0_L2A"
+        assert packet["before_date"] == "2020-02-19" and packet["date"] == "2020-03-05"
+        for chip in ("before.png", "after.png", "index.html"):
+            assert (packet_dir / chip).stat().st_size > 500
+        assert packet["area_m2"] == pytest.approx(float(row["area_m2"]), rel=1e-3)
+    svg = (report / "mined_area.svg").read_text()
+    assert svg.count('class="point"') == 2 and "2020-03-05" in svg
+    with (report / "mined_area.csv").open() as f:
+        areas = [float(r["mined_area_m2"]) for r in csv.DictReader(f)]
+    # Date 1: A + B + C; date 2: grown A + B + D + E (squares, UTM, so exact up to reprojection).
+    assert areas[0] == pytest.approx(1200**2 + 1000**2 + 800**2, rel=2e-3)
+    assert areas[1] == pytest.approx(1600**2 + 1020**2 + 900**2 + 700**2, rel=2e-3)
+
+
+def test_map_opens_offline_in_chromium(report, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (tests/setup/system_packages.sh)")
+    page = report / "map.html"
+    text = page.read_text()
+    assert not re.search(r"(src|href)=[\"']https?://", text), "the page must not load anything"
+    profile = tmp_path / "profile"
+    dom = subprocess.run(
+        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=90,
+    ).stdout  # fmt: skip
+    assert 'data-ready="1"' in dom, dom[-2000:]
+    assert 'id="base-image"' in dom and 'href="data:image/png;base64,' in dom
+    for layer in ("base", "sites", "concessions", "protected"):
+        assert f'id="layer-{layer}"' in dom and f'id="toggle-{layer}"' in dom
+    # Latest date shown: grown A, unchanged B, new D and E, gone C.
+    counts = dict(re.findall(r'data-status="(\w+)" data-count="(\d+)"', dom))
+    assert {k: int(v) for k, v in counts.items() if v != "0"} == {
+        "new": 2, "grown": 1, "unchanged": 1, "gone": 1,
+    }  # fmt: skip
+    assert 'data-visible-sites="5"' in dom and 'data-date="2020-03-05"' in dom
+    assert len(re.findall(r'class="site status-', dom)) == 8  # 3 + 5 observations in the page
+    assert 'class="zone zone-concessions"' in dom and 'class="zone zone-protected"' in dom
+    assert html.unescape("ASM monitoring: demo") in dom
+    shot = report / "map.png"
+    subprocess.run(
+        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,860",
+         f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=90, check=True,
+    )  # fmt: skip
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+    shutil.copy(shot, Path("/tmp/asm_monitoring_map.png"))
+
+
+def test_demo_map_of_plain_detections(report, tmp_path):
+    """The demo's call: sites as a FeatureCollection (no status) over a tile -> one HTML file."""
+    from monitoring.report import write_html_map
+
+    geo = json.loads((report / "alerts.geojson").read_text())
+    for f in geo["features"]:
+        f["properties"] = {"score": 0.9}
+    tile = next(report.parent.glob("tile.tif"))
+    page = write_html_map(geo, tile, tmp_path / "sites.html")
+    text = page.read_text()
+    assert text.count('"props": {"score": 0.9}') == 2 and "data:image/png;base64," in text
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    det = tmp_path / "d.geojson"
+    det.write_text('{"type": "FeatureCollection", "features": []}')
+    base = ["monitor", "run", "--area", "x", "--detections", str(det)]
+    assert main([*base, "--store", "mysql://h/db", "--date", "2024-01-01"]) == 2
+    assert capsys.readouterr().err.startswith("error [INVALID_ARGUMENT]: unknown store URL")
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    assert main([*base, "--store", store, "--date", "01/02/2024"]) == 2
+    assert "not an ISO date" in capsys.readouterr().err
+    assert main(["monitor", "report", "--store", store, "--area", "y", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no runs for area 'y'" in err

@@ -1,0 +1,1 @@
+"""Training: datasets, the engine-agnostic model interface, engines, evaluation and bundles."""

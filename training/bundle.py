@@ -1,0 +1,214 @@
+"""Model bundles: export a training checkpoint to a versioned folder, load one for inference.
+
+A bundle folder holds ``bundle.json`` (format ``asmspotter-bundle/1``, see docs/design.md), the
+weights (a plain state dict, fp16 by default) and ``model_card.md``. ``load_bundle`` checks the
+format, the weights' sha256 and dispatches on ``engine``; the service loads any bundle unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imagery.errors import AsmSpotterError, Reason
+from training.engines.base import DetectionModel, get_engine
+
+FORMAT = "asmspotter-bundle/1"
+WEIGHTS = "model.pt"
+RUN_INFO = "run.json"  # written next to the checkpoints by `asmspotter train`
+REQUIRED = ("format", "engine", "bands", "classes", "normalization", "weights", "config")
+DEFAULT_LIMITS = (
+    "Trained only on the data listed above. Detections outside that data's sensors, seasons, "
+    "regions and site types are unverified; check every detection before acting on it."
+)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run_info(checkpoint: Path) -> dict[str, Any]:
+    path = checkpoint.parent / RUN_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def export_bundle(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    sensor: str | None = None,
+    half: bool = True,
+    metrics: dict[str, Any] | None = None,
+    command: str | None = None,
+    limits: str | None = None,
+) -> Path:
+    """Write ``out_dir/{bundle.json, model.pt, model_card.md}`` from a training checkpoint."""
+    import torch
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise AsmSpotterError(Reason.FILE_NOT_FOUND, "no such checkpoint", str(checkpoint))
+    try:
+        head = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle/zip errors of a file that is no torch checkpoint
+        raise AsmSpotterError(
+            Reason.BUNDLE_INVALID, f"not a torch checkpoint ({exc})", str(checkpoint)
+        ) from exc
+    if not isinstance(head, dict) or "config" not in head or "stats" not in head:
+        raise AsmSpotterError(
+            Reason.BUNDLE_INVALID,
+            "checkpoint lacks 'config'/'stats' (write it with `asmspotter train`)",
+            str(checkpoint),
+        )
+    config = dict(head["config"])
+    engine_name = head.get("engine") or config.get("engine", "torchvision")
+    del head
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = get_engine(engine_name).export_weights(checkpoint, out / WEIGHTS, half=half)
+    run = _run_info(checkpoint)
+    stats = meta["stats"]
+    info = {
+        "format": FORMAT,
+        "name": name or config.get("name", "asm-maskrcnn"),
+        "version": version or config.get("version", "0.1.0"),
+        "engine": engine_name,
+        "sensor": sensor or config.get("sensor", "sentinel2-l2a"),
+        "bands": list(config["bands"]),
+        "chip_size": int(config["chip_size"]),
+        "classes": list(config["classes"]),
+        "normalization": {"mean": list(stats["mean"]), "std": list(stats["std"])},
+        "weights": WEIGHTS,
+        "weights_sha256": sha256_of(out / WEIGHTS),
+        "weights_dtype": "float16" if half else "float32",
+        "config": config,
+        "metrics": metrics if metrics is not None else meta.get("metrics") or {},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "trained_with": command or run.get("command", ""),
+        "training": {
+            "iteration": meta.get("iteration"),
+            "data": meta.get("sources") or run.get("sources") or {},
+            "n_train": run.get("n_train"),
+            "n_val": run.get("n_val"),
+            "seed": config.get("seed"),
+            "checkpoint": checkpoint.name,
+        },
+    }
+    (out / "bundle.json").write_text(json.dumps(info, indent=2))
+    (out / "model_card.md").write_text(model_card(info, limits or DEFAULT_LIMITS))
+    return out
+
+
+def update_metrics(
+    bundle_dir: str | Path, metrics: dict[str, Any], limits: str | None = None
+) -> None:
+    """Store evaluation metrics in an exported bundle's json and card."""
+    bundle_dir = Path(bundle_dir)
+    info = read_info(bundle_dir)
+    info["metrics"] = metrics
+    (bundle_dir / "bundle.json").write_text(json.dumps(info, indent=2))
+    (bundle_dir / "model_card.md").write_text(model_card(info, limits or DEFAULT_LIMITS))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def model_card(info: dict[str, Any], limits: str) -> str:
+    cfg, training = info["config"], info.get("training", {})
+    lines = [
+        f"# {info['name']} {info['version']}",
+        "",
+        f"Mask R-CNN ({info['engine']} engine, backbone {cfg.get('backbone')}, norm "
+        f"{cfg.get('norm')}) finding ASM sites ({', '.join(info['classes'])}) in "
+        f"{info['sensor']} chips of {info['chip_size']} px, bands {', '.join(info['bands'])}.",
+        "",
+        "## Data",
+        *[f"- {split}: `{src}`" for split, src in training.get("data", {}).items()],
+        f"- images: {training.get('n_train')} train, {training.get('n_val')} validation",
+        "- normalisation (reflectance): mean "
+        + ", ".join(f"{v:.4f}" for v in info["normalization"]["mean"])
+        + "; std "
+        + ", ".join(f"{v:.4f}" for v in info["normalization"]["std"]),
+        "",
+        "## Training",
+        f"- command: `{info.get('trained_with') or 'not recorded'}`",
+        f"- seed: {training.get('seed')}; iterations: {training.get('iteration')}; "
+        f"batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, {cfg.get('schedule')} schedule",
+        f"- weights: `{info['weights']}` ({info.get('weights_dtype')}), sha256 "
+        f"`{info['weights_sha256']}`",
+        f"- created: {info['created']}",
+        "",
+        "## Metrics",
+    ]
+    metrics = info.get("metrics") or {}
+    if not metrics:
+        lines.append("No evaluation recorded.")
+    for key in ("mask_AP", "mask_AP50", "bbox_AP", "bbox_AP50", "f1"):
+        if key in metrics:
+            lines.append(f"- {key}: {_fmt(metrics[key])}")
+    per_class = metrics.get("objects", {}).get("per_class", {})
+    if per_class:
+        lines += ["", "| class | precision | recall | F1 (IoU 0.5) |", "|---|---|---|---|"]
+        for cls, m in per_class.items():
+            lines.append(
+                f"| {cls} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} |"
+            )
+    for key, value in metrics.items():
+        if isinstance(value, dict) and "mask_AP" in value:  # named extra evaluations
+            lines.append(
+                f"- {key}: mask AP {_fmt(value['mask_AP'])}, AP50 {_fmt(value['mask_AP50'])}, "
+                f"F1 {_fmt(value['f1'])} ({value.get('dataset', '')})"
+            )
+    lines += ["", "## Limits", limits, ""]
+    return "\n".join(lines)
+
+
+def read_info(bundle_dir: str | Path) -> dict[str, Any]:
+    """Parsed and checked bundle.json (BUNDLE_INVALID when unusable)."""
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / "bundle.json"
+    if not path.is_file():
+        raise AsmSpotterError(
+            Reason.BUNDLE_INVALID, "no bundle.json in the folder", str(bundle_dir)
+        )
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AsmSpotterError(Reason.BUNDLE_INVALID, f"bundle.json: {exc}", str(path)) from exc
+    missing = [k for k in REQUIRED if k not in info] if isinstance(info, dict) else REQUIRED
+    if missing:
+        raise AsmSpotterError(Reason.BUNDLE_INVALID, f"bundle.json lacks {missing}", str(path))
+    if info["format"] != FORMAT:
+        raise AsmSpotterError(
+            Reason.BUNDLE_INVALID, f"format {info['format']!r} is not {FORMAT!r}", str(path)
+        )
+    return info
+
+
+def load_bundle(path: str | Path, device: str | None = None) -> DetectionModel:
+    """A ready ``DetectionModel`` from a bundle folder; device defaults to CUDA when present."""
+    bundle_dir = Path(path)
+    info = read_info(bundle_dir)
+    weights = bundle_dir / info["weights"]
+    if not weights.is_file():
+        raise AsmSpotterError(Reason.BUNDLE_INVALID, "weights file is missing", str(weights))
+    expected = info.get("weights_sha256")
+    if expected and sha256_of(weights) != expected:
+        raise AsmSpotterError(
+            Reason.BUNDLE_INVALID, "weights do not match weights_sha256", str(weights)
+        )
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return get_engine(info["engine"]).load(bundle_dir, info, device)

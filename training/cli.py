@@ -1,0 +1,170 @@
+"""``asmspotter train | evaluate | export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from imagery.errors import AsmSpotterError, Reason
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a Mask R-CNN on a COCO chip dataset",
+        description="Train with a config file plus key=value overrides, e.g. "
+        "`asmspotter train --config training/configs/default.yaml --data DS max_iter=500`. "
+        "Uses CUDA (with AMP) when present, else the CPU.",
+    )
+    p.add_argument("--config", type=Path, help="YAML/JSON config (defaults when omitted)")
+    p.add_argument("--data", type=Path, help="dataset folder: DIR/{train,val}/ or split field")
+    p.add_argument("--out", type=Path, help="run folder for checkpoints and logs")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--export", type=Path, metavar="BUNDLE_DIR", help="export the best model")
+    p.add_argument("--num-gpus", type=int, default=1, help="> 1: launch through torchrun (DDP)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(handler=_train)
+
+    p = subparsers.add_parser("evaluate", help="COCO AP and object-level F1 of a bundle")
+    p.add_argument("bundle", type=Path, help="bundle folder (holding bundle.json)")
+    p.add_argument("coco", type=Path, help="COCO annotations.json (or its folder)")
+    p.add_argument("--out", type=Path, help="write the metrics JSON here")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when present)")
+    p.add_argument("--score-threshold", type=float, default=0.05)
+    p.add_argument("--f1-score-threshold", type=float, default=0.5)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.set_defaults(handler=_evaluate)
+
+    p = subparsers.add_parser("export", help="write a versioned model bundle from a checkpoint")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint written by `asmspotter train`")
+    p.add_argument("--out", type=Path, required=True, help="bundle folder, e.g. NAME-VERSION")
+    p.add_argument("--name")
+    p.add_argument("--version")
+    p.add_argument("--sensor")
+    p.add_argument("--full-precision", action="store_true", help="keep fp32 weights")
+    p.add_argument(
+        "--eval",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="COCO",
+        help="evaluate the bundle on this COCO set and store the metrics (repeatable;"
+        " the first is the headline)",
+    )
+    p.add_argument("--limits", help="text for the model card's Limits section")
+    p.set_defaults(handler=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.bundle import RUN_INFO, export_bundle
+    from training.config import load_config
+    from training.data import load_train_data
+    from training.engines import get_engine
+
+    cfg = load_config(args.config, args.overrides)
+    if args.num_gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _launch_torchrun(args.num_gpus)
+    out = args.out or Path("runs") / f"{cfg.name}-{cfg.version}"
+    rank = int(os.environ.get("RANK", "0"))
+    data = load_train_data(cfg, args.data)
+    out.mkdir(parents=True, exist_ok=True)
+    command = _train_command(args)
+    if rank == 0:
+        run = {
+            "command": command,
+            "sources": data.sources,
+            "n_train": len(data.train),
+            "n_val": len(data.val) if data.val is not None else 0,
+            "stats": {"mean": data.stats.mean, "std": data.stats.std},
+        }
+        (out / RUN_INFO).write_text(json.dumps(run, indent=2))
+    best = get_engine(cfg.engine).train(cfg, data, out, args.resume)
+    if rank != 0:
+        return 0
+    print(f"best checkpoint: {best}")
+    if args.export:
+        bundle = export_bundle(best, args.export, command=command)
+        print(f"bundle: {bundle}")
+    return 0
+
+
+def _train_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run (for the bundle and its card)."""
+    parts = ["asmspotter", "train"]
+    for flag, value in (("--config", args.config), ("--data", args.data), ("--out", args.out)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.num_gpus > 1:
+        parts += ["--num-gpus", str(args.num_gpus)]
+    return shlex.join([*parts, *args.overrides])
+
+
+def _launch_torchrun(n: int) -> int:
+    """Re-run this very command under torchrun with ``n`` processes (one per GPU)."""
+    argv = [a for a in sys.argv[1:]]
+    for i, a in enumerate(argv):  # drop --num-gpus N / --num-gpus=N
+        if a == "--num-gpus":
+            del argv[i : i + 2]
+            break
+        if a.startswith("--num-gpus="):
+            del argv[i]
+            break
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}"]
+    cmd += ["-m", "asmspotter.cli", *argv]
+    print("launching:", shlex.join(cmd), file=sys.stderr)
+    return subprocess.call(cmd)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.bundle import load_bundle
+    from training.evaluate import evaluate_to_file
+
+    model = load_bundle(args.bundle, args.device)
+    metrics = evaluate_to_file(
+        model,
+        args.coco,
+        args.out,
+        batch_size=args.batch_size,
+        score_threshold=args.score_threshold,
+        f1_score_threshold=args.f1_score_threshold,
+    )
+    summary = {k: metrics[k] for k in ("mask_AP", "mask_AP50", "bbox_AP", "bbox_AP50", "f1")}
+    print(json.dumps({**summary, "n_images": metrics["n_images"]}))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.bundle import export_bundle, load_bundle, update_metrics
+    from training.evaluate import evaluate_to_file
+
+    for coco in args.eval:
+        if not coco.exists():
+            raise AsmSpotterError(Reason.FILE_NOT_FOUND, "no such COCO set", str(coco))
+    bundle = export_bundle(
+        args.checkpoint,
+        args.out,
+        name=args.name,
+        version=args.version,
+        sensor=args.sensor,
+        half=not args.full_precision,
+        limits=args.limits,
+    )
+    if args.eval:
+        model = load_bundle(bundle)
+        metrics = evaluate_to_file(model, args.eval[0])
+        for coco in args.eval[1:]:
+            metrics[f"eval:{coco}"] = evaluate_to_file(model, coco)
+        update_metrics(bundle, metrics, args.limits)
+    print(f"bundle: {bundle}")
+    return 0
+
+
+if __name__ == "__main__":  # torchrun entry: python -m training.cli train ...
+    from asmspotter.cli import main
+
+    sys.exit(main())

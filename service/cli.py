@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-workers", type=int, default=1, help="threads running batches")
     p.add_argument("--max-message-mb", type=int, default=64, help="largest message")
     p.add_argument("--overlap", type=int, help="window overlap in px (default chip_size/4)")
+    p.add_argument(
+        "--no-prefilter",
+        action="store_true",
+        help="run the model on every valid window (default: skip windows with no water/bare soil)",
+    )
     p.add_argument("--allowed-root", help="folder whose files may be named by URI")
     p.add_argument("--token-file", help="require this bearer token (env ASMSPOTTER_TOKEN)")
     p.add_argument("--tls-cert", help="server certificate (PEM)")
@@ -66,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", default="sites.geojson", help="GeoJSON to write")
     p.add_argument("--local", action="store_true", help="run the model in this process")
     p.add_argument("--bundle", help="with --local: model bundle folder")
+    p.add_argument(
+        "--no-prefilter",
+        action="store_true",
+        help="with --local: run the model on every valid window (no water/soil prefilter)",
+    )
     _client_args(p)
     _detect_args(p)
     p.set_defaults(handler=_detect)
@@ -122,6 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
         model_workers=args.model_workers,
         max_message_bytes=args.max_message_mb * 1024**2,
         overlap=args.overlap,
+        prefilter=not args.no_prefilter,
         allowed_root=args.allowed_root,
         token=_token(args.token_file),
         tls_cert=args.tls_cert,
@@ -140,7 +151,7 @@ def _detect(args: argparse.Namespace) -> int:
         from service.predictor import DEFAULT_MIN_SCORE, DetectOptions, Predictor
         from service.server import load_model
 
-        predictor = Predictor(load_model(args.bundle))
+        predictor = Predictor(load_model(args.bundle), prefilter=not args.no_prefilter)
         options = DetectOptions(
             DEFAULT_MIN_SCORE if args.min_score is None else args.min_score,
             args.crs,

@@ -32,6 +32,7 @@ from imagery.windows import WindowSpec, iter_windows
 from service.batching import BatchRunner, Model
 from service.errors import ServiceError, ServiceReason
 from service.merge import Detection, MergedSite, SeamMerger
+from service.prefilter import WindowPrefilter
 from service.tiles import ModelInput, TileLimits, open_tile
 
 DEFAULT_MIN_SCORE = 0.5
@@ -85,6 +86,7 @@ class TileResult:
     height: int
     window_count: int
     sites: list[Site] = field(default_factory=list)
+    windows_skipped: int = 0  # valid windows the prefilter kept from the model
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Progress:
     sites: list[Site]
     windows_done: int
     windows_total: int
+    windows_skipped: int = 0  # so far, by the prefilter (nodata windows not counted)
 
 
 Cancelled = Callable[[], bool]
@@ -120,6 +123,7 @@ class Predictor:
         merge_iou: float = 0.5,
         on_batch: Callable[[int, float], None] | None = None,
         model_workers: int = 1,
+        prefilter: bool = True,
     ) -> None:
         self.model = model
         info = model.info
@@ -131,6 +135,9 @@ class Predictor:
         self.max_batch = max_batch
         self.limits = limits or TileLimits()
         self.merge_iou = merge_iou
+        # Skips windows with no water and no bare soil (service/prefilter.py); None: every valid
+        # window runs (prefilter off, or a model without the optical bands it needs).
+        self.prefilter = WindowPrefilter.for_bands(self.model_input.bands) if prefilter else None
         self.runner = BatchRunner(
             model,
             max_batch=max_batch,
@@ -194,6 +201,7 @@ class Predictor:
         result = self._result(scene, tile_id, options)
         for step in self.iter_detect(scene, options, tile_id, cancelled, number=False):
             result.sites.extend(step.sites)
+            result.windows_skipped = step.windows_skipped
         result.sites.sort(key=lambda s: -s.score)
         if options.max_detections:
             del result.sites[options.max_detections :]
@@ -219,7 +227,7 @@ class Predictor:
         next_row = {r: (rows[i + 1] if i + 1 < len(rows) else g.height) for i, r in enumerate(rows)}
         merger = SeamMerger(self.merge_iou)
         floor = options.min_score * 0.5  # keep weaker parts: the merged score decides
-        done, valid, counter = 0, 0, [0]
+        done, valid, skipped, counter = 0, 0, 0, [0]
         pending: list[tuple[list[int], Future]] = []
 
         def finish(batch: list[int], future: Future) -> Iterator[Progress]:
@@ -232,7 +240,7 @@ class Predictor:
                 if k == len(windows) - 1 or int(windows[k + 1].row_off) != row:
                     final = merger.pop_final(next_row[row])
                     sites = self._sites(final, scene, options, tile_id, counter if number else None)
-                    yield Progress(sites, done, len(windows))
+                    yield Progress(sites, done, len(windows), skipped)
 
         batch: list[int] = []
         arrays: list[np.ndarray | None] = []
@@ -251,6 +259,8 @@ class Predictor:
                     data = None  # nodata window: nothing to find, skip the model
                 else:
                     valid += 1
+                    if self.prefilter is not None and not self.prefilter.keep(data):
+                        data, skipped = None, skipped + 1  # no water, no bare soil: no site
                 batch.append(i)
                 arrays.append(data)
                 last = i == len(windows) - 1
@@ -269,7 +279,7 @@ class Predictor:
             )
         rest = self._sites(merger.flush(), scene, options, tile_id, counter if number else None)
         if rest:
-            yield Progress(rest, done, len(windows))
+            yield Progress(rest, done, len(windows), skipped)
 
     # -- stages ---------------------------------------------------------------------------------
     def _submit(self, arrays: list[np.ndarray | None], floor: float) -> Future:

@@ -49,6 +49,7 @@ class ServerConfig:
     max_wait_ms: float = 5.0  # dynamic batching: longest wait for more windows
     model_workers: int = 1  # threads running model batches (2 can help on a GPU)
     overlap: int | None = None  # window overlap in px; None: chip_size // 4
+    prefilter: bool = True  # skip windows with no water and no bare soil (service/prefilter.py)
     allowed_root: str | None = None  # URIs are read only under this folder
     token: str | None = None  # bearer token; None: no authentication
     tls_cert: str | None = None
@@ -168,6 +169,7 @@ class DetectionServer:
             limits=self.servicer.limits,
             on_batch=self.metrics.on_batch,
             model_workers=c.model_workers,
+            prefilter=c.prefilter,
         )
         predictor.warm_up()
         self.servicer.predictor = predictor

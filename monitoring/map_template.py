@@ -58,7 +58,7 @@ for (const [name, shapes] of Object.entries(DATA.layers)) {
   for (const s of shapes) {
     const p = document.createElementNS(NS, "path");
     p.setAttribute("d", s.d); p.setAttribute("fill-rule", "evenodd");
-    const st = s.props.status;
+    const st = s.props.status || "detected";
     if (name === "sites") {
       p.setAttribute("class", "site status-" + st);
       const c = DATA.colors[st] || "#ff0";

@@ -151,6 +151,15 @@ def test_demo_map_of_plain_detections(report, tmp_path):
     page = write_html_map(geo, tile, tmp_path / "sites.html")
     text = page.read_text()
     assert text.count('"props": {"score": 0.9}') == 2 and "data:image/png;base64," in text
+    if CHROMIUM is None:
+        return
+    dom = subprocess.run(
+        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'p'}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=90,
+    ).stdout  # fmt: skip
+    # Sites without a status are drawn, coloured and counted as "detected".
+    assert 'data-status="detected" data-count="2"' in dom, dom[-2000:]
+    assert len(re.findall(r'class="site status-detected"', dom)) == 2
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

@@ -138,10 +138,13 @@ def feature(geom: BaseGeometry, properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def feature_collection(features_: list[dict[str, Any]], crs: Any = WGS84) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection; non-WGS84 CRSs are named the GeoJSON 2008 way."""
+    """A GeoJSON FeatureCollection; non-WGS84 CRSs are named the GeoJSON 2008 way.
+
+    WGS84 in either axis order (EPSG:4326, OGC:CRS84) is GeoJSON's default and is not named.
+    """
     fc: dict[str, Any] = {"type": "FeatureCollection", "features": features_}
     c = as_crs(crs)
-    if c != WGS84:
+    if not c.equals(WGS84, ignore_axis_order=True):
         fc["crs"] = {"type": "name", "properties": {"name": c.to_string()}}
     return fc
 

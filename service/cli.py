@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from imagery.errors import AsmSpotterError, Reason
-from service.client.outputs import feature_collection, write_json_atomic
-from service.client.types import DetectionError
+from imagery.geometry import feature_collection
+from service.client.outputs import write_json_atomic
+from service.client.types import DetectionError, Site
 
 DEFAULT_SERVER = os.environ.get("ASMSPOTTER_SERVER", "127.0.0.1:50051")
 
@@ -144,6 +145,17 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(config)
 
 
+def _site_features(
+    sites: list[Site], tile: str, name: str, version: str, weights_sha256: str
+) -> list[dict[str, Any]]:
+    return [
+        s.feature(
+            source=tile, model_name=name, model_version=version, weights_sha256=weights_sha256
+        )
+        for s in sites
+    ]
+
+
 def _detect(args: argparse.Namespace) -> int:
     features: list[dict[str, Any]] = []
     failed = 0
@@ -160,22 +172,16 @@ def _detect(args: argparse.Namespace) -> int:
         try:
             for tile in args.tiles:
                 result = predictor.detect_file(tile, options)
-                version = predictor.version
-                for site in result.sites:
-                    props = {
-                        "site_id": site.site_id,
-                        "class": site.class_name,
-                        "score": site.score,
-                        "area_m2": site.area_m2,
-                        "tile_id": site.tile_id,
-                        "source": tile,
-                        "model_name": version["name"],
-                        "model_version": version["version"],
-                        "weights_sha256": version["weights_sha256"],
-                    }
-                    features.append(
-                        {"type": "Feature", "geometry": site.geojson(), "properties": props}
+                v = predictor.version
+                sites = [  # the SDK's Site, so both paths write the same properties
+                    Site(
+                        s.site_id, s.class_name, s.score, s.geojson(), s.bbox, s.area_m2, s.tile_id
                     )
+                    for s in result.sites
+                ]
+                features += _site_features(
+                    sites, tile, v["name"], v["version"], v["weights_sha256"]
+                )
         finally:
             predictor.close()
     else:
@@ -195,15 +201,7 @@ def _detect(args: argparse.Namespace) -> int:
                     failed += 1
                     continue
                 m = result.model
-                features += [
-                    s.feature(
-                        source=tile,
-                        model_name=m.name,
-                        model_version=m.version,
-                        weights_sha256=m.weights_sha256,
-                    )
-                    for s in result.sites
-                ]
+                features += _site_features(result.sites, tile, m.name, m.version, m.weights_sha256)
     out = write_json_atomic(Path(args.out), feature_collection(features, args.crs))
     done = len(args.tiles) - failed
     print(f"{len(features)} sites found in {done} tile(s); GeoJSON: {out}")

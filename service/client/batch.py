@@ -21,8 +21,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from imagery.geometry import feature_collection
 from service.client.manifest import Manifest
-from service.client.outputs import combine, feature_collection, write_json_atomic
+from service.client.outputs import combine, write_json_atomic
 from service.client.sync import DetectionClient
 from service.client.types import DetectionError, TileError, TileResult
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from shapely.geometry import shape
 
-from imagery.geometry import feature_collection as _feature_collection
+from imagery.geometry import feature_collection
 from imagery.vector import write_features
 
 SITE_COLUMNS = [
@@ -35,10 +35,6 @@ def write_json_atomic(path: Path, doc: Any) -> Path:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
-
-
-def feature_collection(features: list[dict[str, Any]], crs: str = "EPSG:4326") -> dict[str, Any]:
-    return _feature_collection(features, "EPSG:4326" if crs.upper() == "OGC:CRS84" else crs)
 
 
 def combine(

@@ -2,6 +2,10 @@
 (window prefilter on), in one run on the same generated mostly-forest tile.
 
     python benchmarks/bench_full_tile.py [--size 10980] [--seed 0] [--cache DIR] [--bundle DIR]
+        [--raw]
+
+Both paths apply the per-site spectral test (``Predictor(site_test=True)``, the default);
+``--raw`` adds a third run with every window and no site test, to show what that test removes.
 
 1. Generates the tile once with ``imagery.synthetic.output.write_large_tile`` (rainforest, a few
    mining clusters along rivers, clouds, a nodata swath edge) into ``--cache`` (reused after).
@@ -59,7 +63,11 @@ def run_child(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     model = load_model(args.bundle, "cpu")
     predictor = Predictor(
-        model, max_batch=args.max_batch, precision="fp32", prefilter=args.child == "optimised"
+        model,
+        max_batch=args.max_batch,
+        precision="fp32",
+        prefilter=args.child == "optimised",
+        site_test=args.child != "raw",
     )
     predictor.warm_up()
     load_s = time.perf_counter() - t0
@@ -109,20 +117,23 @@ def match(a: list, b: list) -> list[tuple[int, int, float]]:
     return out
 
 
-def compare(plain: Path, fast: Path, truth: Path) -> dict[str, Any]:
+def compare(
+    plain: Path, fast: Path, truth: Path, names: tuple[str, str] = ("plain", "optimised")
+) -> dict[str, Any]:
+    a, b = names
     p, f = read_features(plain), read_features(fast)
     t = read_features(truth).to_crs(p.crs)
     pf = match(p.geometries, f.geometries)
     same_class = sum(p.properties[i]["class"] == f.properties[j]["class"] for i, j, _ in pf)
     out: dict[str, Any] = {
-        "matched_plain_optimised": len(pf),
-        "recall_optimised_vs_plain": round(len(pf) / len(p), 4) if len(p) else 1.0,
-        "extra_in_optimised": len(f) - len(pf),
+        f"matched_{a}_{b}": len(pf),
+        f"recall_{b}_vs_{a}": round(len(pf) / len(p), 4) if len(p) else 1.0,
+        f"extra_in_{b}": len(f) - len(pf),
         "same_class": same_class,
         "min_iou_matched": round(min((v for *_, v in pf), default=1.0), 4),
         "truth_sites": len(t),
     }
-    for name, found in (("plain", p), ("optimised", f)):
+    for name, found in ((a, p), (b, f)):
         m = match(t.geometries, found.geometries)
         out[f"recall_{name}_vs_truth"] = round(len(m) / len(t), 4) if len(t) else 1.0
         out[f"precision_{name}_vs_truth"] = round(len(m) / len(found), 4) if len(found) else 1.0
@@ -140,7 +151,8 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=4)
     ap.add_argument("--min-score", type=float, default=0.5)
     ap.add_argument("--out", help="also write the JSON here")
-    ap.add_argument("--child", choices=["plain", "optimised"], help=argparse.SUPPRESS)
+    ap.add_argument("--raw", action="store_true", help="also run every window without site test")
+    ap.add_argument("--child", choices=["raw", "plain", "optimised"], help=argparse.SUPPRESS)
     ap.add_argument("--tile", help=argparse.SUPPRESS)
     ap.add_argument("--sites", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -150,7 +162,7 @@ def main() -> None:
 
     tile = tile_for(Path(args.cache), args.size, args.seed, args.clusters)
     runs: dict[str, dict[str, Any]] = {}
-    for path in ("plain", "optimised"):
+    for path in ("raw", "plain", "optimised") if args.raw else ("plain", "optimised"):
         sites = tile.with_name(f"{tile.stem}.{path}.sites.geojson")
         cmd = [sys.executable, __file__, "--child", path, "--tile", str(tile)]
         cmd += ["--sites", str(sites), "--threads", str(args.threads)]
@@ -174,6 +186,14 @@ def main() -> None:
             Path(plain["sites_file"]), Path(fast["sites_file"]), tile.with_suffix(".geojson")
         ),
     }
+    if "raw" in runs:
+        report["raw"] = runs["raw"]
+        report["sites_raw_vs_plain"] = compare(
+            Path(runs["raw"]["sites_file"]),
+            Path(plain["sites_file"]),
+            tile.with_suffix(".geojson"),
+            ("raw", "plain"),
+        )
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

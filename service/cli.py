@@ -58,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the model on every valid window (default: skip windows with no water/bare soil)",
     )
+    p.add_argument(
+        "--no-site-test",
+        action="store_true",
+        help="keep detections with no water/bare-soil pixels under them (cloud/forest alarms)",
+    )
     p.add_argument("--allowed-root", help="folder whose files may be named by URI")
     p.add_argument("--token-file", help="require this bearer token (env ASMSPOTTER_TOKEN)")
     p.add_argument("--tls-cert", help="server certificate (PEM)")
@@ -76,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-prefilter",
         action="store_true",
         help="with --local: run the model on every valid window (no water/soil prefilter)",
+    )
+    p.add_argument(
+        "--no-site-test",
+        action="store_true",
+        help="with --local: keep detections with no water/bare-soil pixels under them",
     )
     _client_args(p)
     _detect_args(p)
@@ -134,6 +144,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_mb * 1024**2,
         overlap=args.overlap,
         prefilter=not args.no_prefilter,
+        site_test=not args.no_site_test,
         allowed_root=args.allowed_root,
         token=_token(args.token_file),
         tls_cert=args.tls_cert,
@@ -163,7 +174,11 @@ def _detect(args: argparse.Namespace) -> int:
         from service.predictor import DEFAULT_MIN_SCORE, DetectOptions, Predictor
         from service.server import load_model
 
-        predictor = Predictor(load_model(args.bundle), prefilter=not args.no_prefilter)
+        predictor = Predictor(
+            load_model(args.bundle),
+            prefilter=not args.no_prefilter,
+            site_test=not args.no_site_test,
+        )
         options = DetectOptions(
             DEFAULT_MIN_SCORE if args.min_score is None else args.min_score,
             args.crs,

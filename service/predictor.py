@@ -33,7 +33,7 @@ from service.batching import BatchRunner, Model
 from service.errors import ServiceError, ServiceReason
 from service.merge import Detection, MergedSite, SeamMerger
 from service.prefilter import WindowPrefilter
-from service.tiles import ModelInput, TileLimits, open_tile
+from service.tiles import LOCAL_FILE_LIMITS, ModelInput, TileLimits, open_tile
 
 DEFAULT_MIN_SCORE = 0.5
 # Masks at the scene's origin have an identity transform, which rasterio warns about needlessly.
@@ -124,6 +124,7 @@ class Predictor:
         on_batch: Callable[[int, float], None] | None = None,
         model_workers: int = 1,
         prefilter: bool = True,
+        site_test: bool = True,
     ) -> None:
         self.model = model
         info = model.info
@@ -133,11 +134,16 @@ class Predictor:
         chip = int(info["chip_size"])
         self.windows = WindowSpec(chip, chip // 4 if overlap is None else overlap)
         self.max_batch = max_batch
-        self.limits = limits or TileLimits()
+        self.limits = limits or LOCAL_FILE_LIMITS
         self.merge_iou = merge_iou
-        # Skips windows with no water and no bare soil (service/prefilter.py); None: every valid
-        # window runs (prefilter off, or a model without the optical bands it needs).
-        self.prefilter = WindowPrefilter.for_bands(self.model_input.bands) if prefilter else None
+        # The water/bare-soil test (service/prefilter.py); None for a model without the optical
+        # bands it needs (e.g. Sentinel-1). ``prefilter``: skip windows that fail it (the model
+        # runs on fewer windows); ``site_test``: drop detections with too few candidate pixels
+        # under their mask (false alarms on cloud and forest). With both on, skipping changes
+        # nothing: a skipped window could only have yielded detections the site test drops.
+        spectral = WindowPrefilter.for_bands(self.model_input.bands)
+        self.prefilter = spectral if prefilter else None
+        self.site_test = spectral if site_test else None
         self.runner = BatchRunner(
             model,
             max_batch=max_batch,
@@ -234,7 +240,7 @@ class Predictor:
             nonlocal done
             for k, inst in zip(batch, future.result(), strict=True):
                 window = windows[k]
-                merger.add(self._detections(window, inst, floor))
+                merger.add(self._detections(window, inst, floor, support.pop(k, None)))
                 done += 1
                 row = int(window.row_off)
                 if k == len(windows) - 1 or int(windows[k + 1].row_off) != row:
@@ -244,6 +250,7 @@ class Predictor:
 
         batch: list[int] = []
         arrays: list[np.ndarray | None] = []
+        support: dict[int, np.ndarray] = {}  # window -> grouped candidate pixels (site test)
         strips = _StripReader(scene, rows, self.windows.size)
         try:
             strip, strip_row = np.empty(0), -1
@@ -259,8 +266,12 @@ class Predictor:
                     data = None  # nodata window: nothing to find, skip the model
                 else:
                     valid += 1
-                    if self.prefilter is not None and not self.prefilter.keep(data):
+                    spectral = self.prefilter or self.site_test
+                    pixels = spectral.grouped(data) if spectral is not None else None
+                    if self.prefilter is not None and not self.prefilter.enough(pixels):
                         data, skipped = None, skipped + 1  # no water, no bare soil: no site
+                    elif self.site_test is not None:
+                        support[i] = pixels
                 batch.append(i)
                 arrays.append(data)
                 last = i == len(windows) - 1
@@ -322,7 +333,9 @@ class Predictor:
             if inner is not None:
                 inner.cancel()
 
-    def _detections(self, window: Window, inst: Any, floor: float) -> list[Detection]:
+    def _detections(
+        self, window: Window, inst: Any, floor: float, support: np.ndarray | None
+    ) -> list[Detection]:
         if inst is None or len(inst.scores) == 0:
             return []
         h, w = int(window.height), int(window.width)
@@ -336,6 +349,8 @@ class Predictor:
             rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
             if rows.size == 0:
                 continue
+            if support is not None and not self.site_test.enough(mask & support):
+                continue  # no water or bare soil under it: cloud, shadow or forest
             crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
             # Exact pixel outlines: simplifying would cost small sites (a few px) their shape.
             geom = mask_to_geometry(

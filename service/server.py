@@ -50,6 +50,7 @@ class ServerConfig:
     model_workers: int = 1  # threads running model batches (2 can help on a GPU)
     overlap: int | None = None  # window overlap in px; None: chip_size // 4
     prefilter: bool = True  # skip windows with no water and no bare soil (service/prefilter.py)
+    site_test: bool = True  # drop detections with no water/bare-soil pixels under them
     allowed_root: str | None = None  # URIs are read only under this folder
     token: str | None = None  # bearer token; None: no authentication
     tls_cert: str | None = None
@@ -170,6 +171,7 @@ class DetectionServer:
             on_batch=self.metrics.on_batch,
             model_workers=c.model_workers,
             prefilter=c.prefilter,
+            site_test=c.site_test,
         )
         predictor.warm_up()
         self.servicer.predictor = predictor

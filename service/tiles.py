@@ -27,6 +27,11 @@ class TileLimits:
     max_pixels: int = 10980 * 10980  # one Sentinel-2 granule at 10 m
 
 
+# Local files (``detect --local``, benchmarks) are read window by window: only the pixel limit
+# applies; the byte limit guards the server's messages.
+LOCAL_FILE_LIMITS = TileLimits(max_bytes=2**62)
+
+
 @dataclass(frozen=True)
 class ModelInput:
     """What the model reads: its sensor and band stack (from bundle.json)."""

@@ -15,12 +15,15 @@ from asmspotter.v1 import detection_pb2 as pb
 from asmspotter.v1 import detection_pb2_grpc as pb_grpc
 from service.client.common import (
     ClientConfig,
+    SceneGatherer,
+    batch_request,
+    batch_results,
     options_proto,
     scene_requests,
     tile_proto,
     too_big_for_one_message,
 )
-from service.client.types import DetectionError, ModelInfo, Site, TileError, TileResult
+from service.client.types import DetectionError, ModelInfo, TileError, TileResult
 
 T = TypeVar("T")
 TileInput = str | Path | bytes
@@ -31,12 +34,7 @@ class AsyncDetectionClient:
 
     def __init__(self, targets: str | Sequence[str] = "127.0.0.1:50051", **config: Any) -> None:
         self.config = ClientConfig(targets=targets, **config)
-        target = self.config.targets[0]
-        creds = self.config.credentials()
-        opts = self.config.channel_options()
-        self.channel = (
-            aio.secure_channel(target, creds, opts) if creds else aio.insecure_channel(target, opts)
-        )
+        self.channel = self.config.channel(aio)
         self.stub = pb_grpc.DetectionServiceStub(self.channel)
 
     async def __aenter__(self) -> AsyncDetectionClient:
@@ -56,13 +54,7 @@ class AsyncDetectionClient:
             try:
                 return await fn(max(0.001, deadline - time.monotonic()))
             except grpc.RpcError as exc:
-                err = DetectionError.from_rpc(exc)
-                pause = self.config.retry.backoff(attempt)
-                if not self.config.retry.retryable(err, attempt) or (
-                    time.monotonic() + pause >= deadline
-                ):
-                    raise err from None
-                await asyncio.sleep(pause)
+                await asyncio.sleep(self.config.retry_pause(exc, attempt, deadline))
 
     async def get_model(self, timeout: float | None = None) -> ModelInfo:
         md = self.config.metadata
@@ -114,24 +106,12 @@ class AsyncDetectionClient:
         uri: bool = False,
         timeout: float | None = None,
     ) -> list[TileResult | TileError]:
-        options = options_proto(min_score, output_crs, max_detections)
-        requests = [
-            pb.DetectTileRequest(tile=tile_proto(t, uri=uri), options=options) for t in tiles
-        ]
+        request = batch_request(tiles, options_proto(min_score, output_crs, max_detections), uri)
         md = self.config.metadata
         response = await self._call(
-            lambda t: self.stub.BatchDetectTiles(
-                pb.BatchDetectTilesRequest(requests=requests), timeout=t, metadata=md
-            ),
-            timeout,
+            lambda t: self.stub.BatchDetectTiles(request, timeout=t, metadata=md), timeout
         )
-        out: list[TileResult | TileError] = []
-        for req, res in zip(requests, response.results, strict=True):
-            if res.WhichOneof("outcome") == "detections":
-                out.append(TileResult.from_proto(res.detections, response.model))
-            else:
-                out.append(TileError.from_status(req.tile.tile_id or req.tile.uri, res.error))
-        return out
+        return batch_results(request, response)
 
     async def stream_scene(
         self,
@@ -172,8 +152,7 @@ class AsyncDetectionClient:
         max_detections: int = 0,
         timeout: float | None = None,
     ) -> TileResult:
-        sites: list[Site] = []
-        model, total = pb.ModelVersion(), 0
+        gathered = SceneGatherer(path, tile_id, options, max_detections)
         async for msg in self.stream_scene(
             path,
             tile_id=tile_id,
@@ -182,13 +161,5 @@ class AsyncDetectionClient:
             options=options,
             timeout=timeout,
         ):
-            sites += [Site.from_proto(s) for s in msg.sites]
-            model, total = msg.model, msg.windows_total
-        sites.sort(key=lambda s: -s.score)
-        if max_detections:
-            del sites[max_detections:]
-        result = TileResult.from_proto(pb.TileDetections(tile_id=tile_id or Path(path).stem), model)
-        result.sites = sites
-        result.crs = (options.output_crs if options else "") or "EPSG:4326"
-        result.window_count = total
-        return result
+            gathered.add(msg)
+        return gathered.result()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import grpc
 
 from asmspotter.v1 import detection_pb2 as pb
-from service.client.types import DetectionError
+from service.client.types import DetectionError, Site, TileError, TileResult
 
 MiB = 1024**2
 RETRY_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
@@ -72,6 +75,23 @@ class ClientConfig:
             return grpc.ssl_channel_credentials(root_certificates=self.tls_root_cert)
         return None
 
+    def channel(self, transport: ModuleType) -> Any:
+        """A channel to the first target; ``transport`` is ``grpc`` or ``grpc.aio``."""
+        creds, opts = self.credentials(), self.channel_options()
+        target = self.targets[0]
+        if creds:
+            return transport.secure_channel(target, creds, opts)
+        return transport.insecure_channel(target, opts)
+
+    def retry_pause(self, exc: grpc.RpcError, attempt: int, deadline: float) -> float:
+        """Seconds to wait before retrying a failed attempt; raises its ``DetectionError`` when
+        the error is final or the wait would pass the deadline."""
+        err = DetectionError.from_rpc(exc)
+        pause = self.retry.backoff(attempt)
+        if not self.retry.retryable(err, attempt) or time.monotonic() + pause >= deadline:
+            raise err from None
+        return pause
+
 
 def options_proto(
     min_score: float | None = None, output_crs: str = "", max_detections: int = 0
@@ -125,3 +145,53 @@ def scene_requests(
     with open(path, "rb") as f:
         while chunk := f.read(chunk_bytes):
             yield pb.DetectSceneRequest(chunk=chunk)
+
+
+def batch_request(
+    tiles: Sequence[str | Path | bytes], options: pb.DetectionOptions, uri: bool
+) -> pb.BatchDetectTilesRequest:
+    requests = [pb.DetectTileRequest(tile=tile_proto(t, uri=uri), options=options) for t in tiles]
+    return pb.BatchDetectTilesRequest(requests=requests)
+
+
+def batch_results(
+    request: pb.BatchDetectTilesRequest, response: pb.BatchDetectTilesResponse
+) -> list[TileResult | TileError]:
+    """A result or a ``TileError`` per tile, in the request's order."""
+    out: list[TileResult | TileError] = []
+    for req, res in zip(request.requests, response.results, strict=True):
+        if res.WhichOneof("outcome") == "detections":
+            out.append(TileResult.from_proto(res.detections, response.model))
+        else:
+            out.append(TileError.from_status(req.tile.tile_id or req.tile.uri, res.error))
+    return out
+
+
+class SceneGatherer:
+    """Collects a DetectScene response stream into one ``TileResult``, best sites first."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        tile_id: str | None,
+        options: pb.DetectionOptions | None,
+        max_detections: int,
+    ) -> None:
+        self.tile_id = tile_id or Path(path).stem
+        self.crs = (options.output_crs if options else "") or "EPSG:4326"
+        self.max_detections = max_detections
+        self.sites: list[Site] = []
+        self.model = pb.ModelVersion()
+        self.windows_total = 0
+
+    def add(self, msg: pb.DetectSceneResponse) -> None:
+        self.sites += [Site.from_proto(s) for s in msg.sites]
+        self.model, self.windows_total = msg.model, msg.windows_total
+
+    def result(self) -> TileResult:
+        sites = sorted(self.sites, key=lambda s: -s.score)
+        if self.max_detections:
+            del sites[self.max_detections :]
+        result = TileResult.from_proto(pb.TileDetections(tile_id=self.tile_id), self.model)
+        result.sites, result.crs, result.window_count = sites, self.crs, self.windows_total
+        return result

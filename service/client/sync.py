@@ -13,12 +13,15 @@ from asmspotter.v1 import detection_pb2 as pb
 from asmspotter.v1 import detection_pb2_grpc as pb_grpc
 from service.client.common import (
     ClientConfig,
+    SceneGatherer,
+    batch_request,
+    batch_results,
     options_proto,
     scene_requests,
     tile_proto,
     too_big_for_one_message,
 )
-from service.client.types import DetectionError, ModelInfo, Site, TileError, TileResult
+from service.client.types import DetectionError, ModelInfo, TileError, TileResult
 
 T = TypeVar("T")
 TileInput = str | Path | bytes
@@ -29,14 +32,7 @@ class DetectionClient:
 
     def __init__(self, targets: str | Sequence[str] = "127.0.0.1:50051", **config: Any) -> None:
         self.config = ClientConfig(targets=targets, **config)
-        target = self.config.targets[0]
-        creds = self.config.credentials()
-        opts = self.config.channel_options()
-        self.channel = (
-            grpc.secure_channel(target, creds, opts)
-            if creds
-            else grpc.insecure_channel(target, opts)
-        )
+        self.channel = self.config.channel(grpc)
         self.stub = pb_grpc.DetectionServiceStub(self.channel)
 
     def __enter__(self) -> DetectionClient:
@@ -58,13 +54,7 @@ class DetectionClient:
             try:
                 return fn(max(0.001, deadline - time.monotonic()))
             except grpc.RpcError as exc:
-                err = DetectionError.from_rpc(exc)
-                pause = self.config.retry.backoff(attempt)
-                if not self.config.retry.retryable(err, attempt) or (
-                    time.monotonic() + pause >= deadline
-                ):
-                    raise err from None
-                time.sleep(pause)
+                time.sleep(self.config.retry_pause(exc, attempt, deadline))
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until the channel connects (not until the model is loaded: see ``health``)."""
@@ -130,24 +120,12 @@ class DetectionClient:
         timeout: float | None = None,
     ) -> list[TileResult | TileError]:
         """One BatchDetectTiles call: a result or a ``TileError`` per tile, in order."""
-        options = options_proto(min_score, output_crs, max_detections)
-        requests = [
-            pb.DetectTileRequest(tile=tile_proto(t, uri=uri), options=options) for t in tiles
-        ]
+        request = batch_request(tiles, options_proto(min_score, output_crs, max_detections), uri)
         md = self.config.metadata
         response = self._call(
-            lambda t: self.stub.BatchDetectTiles(
-                pb.BatchDetectTilesRequest(requests=requests), timeout=t, metadata=md
-            ),
-            timeout,
+            lambda t: self.stub.BatchDetectTiles(request, timeout=t, metadata=md), timeout
         )
-        out: list[TileResult | TileError] = []
-        for req, res in zip(requests, response.results, strict=True):
-            if res.WhichOneof("outcome") == "detections":
-                out.append(TileResult.from_proto(res.detections, response.model))
-            else:
-                out.append(TileError.from_status(req.tile.tile_id or req.tile.uri, res.error))
-        return out
+        return batch_results(request, response)
 
     def stream_scene(
         self,
@@ -191,9 +169,7 @@ class DetectionClient:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> TileResult:
         """A whole scene through DetectScene, gathered into one ``TileResult``."""
-        sites: list[Site] = []
-        model = pb.ModelVersion()
-        total = 0
+        gathered = SceneGatherer(path, tile_id, options, max_detections)
         for msg in self.stream_scene(
             path,
             tile_id=tile_id,
@@ -202,17 +178,10 @@ class DetectionClient:
             options=options,
             timeout=timeout,
         ):
-            sites += [Site.from_proto(s) for s in msg.sites]
-            model, total = msg.model, msg.windows_total
+            gathered.add(msg)
             if on_progress:
                 on_progress(msg.windows_done, msg.windows_total)
-        sites.sort(key=lambda s: -s.score)
-        if max_detections:
-            del sites[max_detections:]
-        crs = (options.output_crs if options else "") or "EPSG:4326"
-        result = TileResult.from_proto(pb.TileDetections(tile_id=tile_id or Path(path).stem), model)
-        result.sites, result.crs, result.window_count = sites, crs, total
-        return result
+        return gathered.result()
 
     def health(self, service: str = "", timeout: float = 5.0) -> str:
         """The standard health check: 'SERVING', 'NOT_SERVING', ..."""

@@ -142,8 +142,8 @@ class Predictor:
         # under their mask (false alarms on cloud and forest). With both on, skipping changes
         # nothing: a skipped window could only have yielded detections the site test drops.
         spectral = WindowPrefilter.for_bands(self.model_input.bands)
-        self.prefilter = spectral if prefilter else None
-        self.site_test = spectral if site_test else None
+        self.spectral = spectral if prefilter or site_test else None
+        self.skip_windows, self.site_test = prefilter, site_test
         self.runner = BatchRunner(
             model,
             max_batch=max_batch,
@@ -266,12 +266,12 @@ class Predictor:
                     data = None  # nodata window: nothing to find, skip the model
                 else:
                     valid += 1
-                    spectral = self.prefilter or self.site_test
-                    pixels = spectral.grouped(data) if spectral is not None else None
-                    if self.prefilter is not None and not self.prefilter.enough(pixels):
-                        data, skipped = None, skipped + 1  # no water, no bare soil: no site
-                    elif self.site_test is not None:
-                        support[i] = pixels
+                    if self.spectral is not None:
+                        pixels = self.spectral.grouped(data)
+                        if self.skip_windows and not self.spectral.enough(pixels):
+                            data, skipped = None, skipped + 1  # no water, no bare soil: no site
+                        elif self.site_test:
+                            support[i] = pixels
                 batch.append(i)
                 arrays.append(data)
                 last = i == len(windows) - 1
@@ -349,7 +349,7 @@ class Predictor:
             rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
             if rows.size == 0:
                 continue
-            if support is not None and not self.site_test.enough(mask & support):
+            if support is not None and not self.spectral.enough(mask & support):
                 continue  # no water or bare soil under it: cloud, shadow or forest
             crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
             # Exact pixel outlines: simplifying would cost small sites (a few px) their shape.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from imagery import gallery
 from imagery.scene import open_scene
 from imagery.sensors import SENSORS
 from imagery.stack import stack
@@ -27,6 +28,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_stack)
+
+    p = subparsers.add_parser("data", help="import real datasets into the project's dataset format")
+    data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    p = data.add_parser(
+        "import-gallery",
+        help="the Amazon Mining Watch gallery (real Sentinel-2 chips) as a COCO chip dataset",
+        description="Cut the gallery's mosaics into 48 px chips and write them as 3-band "
+        "GeoTIFFs (B02 B03 B04, TOA reflectance) with annotations.json; chip labels, categories "
+        "and the fixed split by mosaic group are image fields. The chips keep no coordinates: "
+        "their grid is nominal and marked georeferenced=false.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("-o", "--output", required=True, help="dataset folder to write")
+    p.add_argument(
+        "--root",
+        default=str(gallery.default_root()),
+        help="the gallery folder (holding mosaics/)",
+    )
+    p.add_argument(
+        "--splits",
+        nargs="+",
+        choices=[*gallery.SPLITS, "unlabelled"],
+        default=[*gallery.SPLITS, "unlabelled"],
+        help="which splits to write",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_import_gallery)
 
     p = subparsers.add_parser("inspect", help="print a scene's sensor, bands and grid as JSON")
     p.add_argument("scene")
@@ -66,4 +94,15 @@ def _inspect(args: argparse.Namespace) -> int:
             "datetime": scene.datetime,
         }
     print(json.dumps(info, indent=2))
+    return 0
+
+
+def _import_gallery(args: argparse.Namespace) -> int:
+    counts = gallery.import_gallery(
+        args.output, args.root, tuple(args.splits), progress=not args.quiet
+    )
+    total = sum(counts.values())
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"wrote {total} chips ({parts}) and {args.output}/annotations.json")
+    print(f"data: {gallery.ATTRIBUTION}")
     return 0

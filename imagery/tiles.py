@@ -118,8 +118,9 @@ def write_tile(
     scene_id: str | None = None,
     datetime: str | None = None,
     cog: bool = True,
+    extra_tags: dict[str, Any] | None = None,
 ) -> Path:
     """Write a whole in-memory stack [C,H,W] (reflectance/dB floats or uint16 DN) as a tile."""
-    with TileWriter(path, grid, bands, sensor, scene_id, datetime, cog) as writer:
+    with TileWriter(path, grid, bands, sensor, scene_id, datetime, cog, extra_tags) as writer:
         writer.write(Window(0, 0, grid.width, grid.height), values)
     return Path(path)

@@ -11,6 +11,18 @@ from imagery.sensors import SENSORS
 from imagery.stack import stack
 
 
+def band_order_arg(p: argparse.ArgumentParser) -> None:
+    """``--band-order B02,B03,...``: a stacked GeoTIFF's bands in file order (for files whose band
+    descriptions do not name them; the order is never guessed)."""
+    p.add_argument(
+        "--band-order",
+        type=lambda text: [b.strip() for b in text.split(",") if b.strip()],
+        metavar="B02,B03,...",
+        help="the tile's bands in file order, when its band descriptions do not name them "
+        "(S2 names or STAC common names: blue,green,red,nir,swir16,swir22)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "stack",
@@ -22,11 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output .tif")
     p.add_argument("--sensor", choices=sorted(SENSORS), help="override sensor detection")
     p.add_argument("--bands", nargs="+", help="bands to stack (default: the sensor's model stack)")
+    band_order_arg(p)
     p.add_argument("--keep-clouds", action="store_true", help="do not mask SCL cloud/shadow")
     p.add_argument(
         "--resolution", type=float, help="Sentinel-1: output grid spacing in m (default 10)"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_stack)
 
     p = subparsers.add_parser("data", help="import real datasets into the project's dataset format")
@@ -57,8 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_import_gallery)
 
     p = subparsers.add_parser("inspect", help="print a scene's sensor, bands and grid as JSON")
-    p.add_argument("scene")
-    p.add_argument("--sensor", choices=sorted(SENSORS))
+    p.add_argument("scene", help="scene folder or GeoTIFF")
+    p.add_argument("--sensor", choices=sorted(SENSORS), help="override sensor detection")
+    band_order_arg(p)
     p.set_defaults(handler=_inspect)
 
 
@@ -71,6 +84,7 @@ def _stack(args: argparse.Namespace) -> int:
         mask_clouds=not args.keep_clouds,
         progress=not args.quiet,
         resolution=args.resolution,
+        band_order=args.band_order,
     )
     print(
         f"wrote {args.output}: {stats['pixels']} px, {stats['valid_fraction']:.1%} valid, "
@@ -80,7 +94,7 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    with open_scene(args.scene, sensor=args.sensor) as scene:
+    with open_scene(args.scene, sensor=args.sensor, band_order=args.band_order) as scene:
         g = scene.grid
         info = {
             "scene_id": scene.scene_id,

@@ -17,6 +17,8 @@ class Reason(StrEnum):
     CRS_MISSING = "CRS_MISSING"
     BAND_MISMATCH = "BAND_MISMATCH"
     BAND_MISSING = "BAND_MISSING"
+    BAND_ORDER_UNKNOWN = "BAND_ORDER_UNKNOWN"  # no band descriptions, or ones that name no band
+    GSD_MISMATCH = "GSD_MISMATCH"  # pixels too coarse for the model's ground sampling distance
     WRONG_DTYPE = "WRONG_DTYPE"
     ALL_NODATA = "ALL_NODATA"
     NAN_VALUES = "NAN_VALUES"

@@ -28,6 +28,7 @@ from rasterio.windows import Window
 
 from imagery import scaling
 from imagery.errors import ImageryError, Reason
+from imagery.gsd import GridCheck, plan_model_grid
 from imagery.sensors import SENTINEL2_L1C, SENTINEL2_L2A, Sensor, get_sensor
 
 # SCL classes masked as unusable: saturated/defective, cloud shadow, cloud medium/high, thin cirrus.
@@ -68,6 +69,7 @@ class Scene:
     scene_id: str
     datetime: str | None
     path: str
+    grid_check: GridCheck | None = None  # set when the scene was matched to a model's GSD
 
     def read(self, window: Window | None = None) -> np.ndarray:
         """float32 [bands, h, w] in physical units (reflectance or dB); NaN where nodata."""
@@ -98,6 +100,49 @@ class Scene:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_OTHER_FORMATS = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
+    (b"\xffO\xffQ", "a JPEG 2000 codestream"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"%PDF", "a PDF document"),
+)
+
+
+def check_tiff_magic(head: bytes, name: str) -> None:
+    """NOT_A_GEOTIFF unless ``head`` starts a TIFF; one message for every entry point."""
+    if head[:4] in TIFF_MAGIC:
+        return
+    kind = next((k for magic, k in _OTHER_FORMATS if head.startswith(magic)), None)
+    if kind is None:
+        kind = "the file is empty" if not head else "the content is not a TIFF file"
+    raise ImageryError(
+        Reason.NOT_A_GEOTIFF,
+        f"not a readable GeoTIFF ({kind}); give a stacked GeoTIFF such as the output of "
+        "`asmspotter stack`",
+        name,
+    )
+
+
+def check_geotiff(path: str | Path, name: str | None = None) -> None:
+    """An existing file (not a folder) that starts like a TIFF."""
+    p = Path(path)
+    name = name or str(path)
+    if not p.exists():
+        raise ImageryError(Reason.FILE_NOT_FOUND, "no such file", name)
+    if p.is_dir():
+        raise ImageryError(
+            Reason.INVALID_ARGUMENT,
+            "is a folder, not a GeoTIFF; give its files (e.g. FOLDER/*.tif), or stack a "
+            "Sentinel-2 folder first with `asmspotter stack`",
+            name,
+        )
+    with open(p, "rb") as f:
+        check_tiff_magic(f.read(16), name)
 
 
 def _open_raster(path: str | Path) -> rasterio.DatasetReader:
@@ -134,13 +179,72 @@ def _to_physical(
     return out
 
 
+ORDER_HINT = (
+    "name the bands in file order (--band-order B02,B03,B04,... on the command line, band_names "
+    "in the API) or restack the file with `asmspotter stack`"
+)
+
+
+def _described_bands(descriptions: Sequence[str | None], sensor: Sensor, path: str) -> list[str]:
+    """Band names from the file's band descriptions; refused unless every band names one."""
+    missing = [i + 1 for i, d in enumerate(descriptions) if not d]
+    if missing:
+        raise ImageryError(
+            Reason.BAND_ORDER_UNKNOWN,
+            f"{len(descriptions)} bands, {len(missing)} without a band description: which band "
+            f"is which cannot be established; {ORDER_HINT}",
+            path,
+        )
+    names = [sensor.band_name(d) for d in descriptions]
+    unknown = [d for d, n in zip(descriptions, names, strict=True) if n is None]
+    if unknown:
+        raise ImageryError(
+            Reason.BAND_ORDER_UNKNOWN,
+            f"band descriptions {unknown} name no {sensor.name} band (expected e.g. B02 or "
+            f"blue); {ORDER_HINT}",
+            path,
+        )
+    return _no_repeats(names, path)
+
+
+def _given_bands(given: Sequence[str], count: int, sensor: Sensor, path: str) -> list[str]:
+    if len(given) != count:
+        raise ImageryError(
+            Reason.BAND_MISMATCH,
+            f"file has {count} bands but {len(given)} band names were given ({list(given)})",
+            path,
+        )
+    names = [sensor.band_name(str(g)) for g in given]
+    unknown = [g for g, n in zip(given, names, strict=True) if n is None]
+    if unknown:
+        raise ImageryError(
+            Reason.BAND_MISMATCH,
+            f"{unknown} are not {sensor.name} bands ({sensor.band_names})",
+            path,
+        )
+    return _no_repeats(names, path)
+
+
+def _no_repeats(names: list[str | None], path: str) -> list[str]:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ImageryError(Reason.BAND_MISMATCH, f"band(s) {repeated} appear twice", path)
+    return [str(n) for n in names]
+
+
 class StackedScene(Scene):
-    """One multi-band GeoTIFF; band names from its descriptions or from ``bands``."""
+    """One multi-band GeoTIFF; band names from its descriptions or from ``bands``.
+
+    The band order is never guessed: without ``bands``, every band must carry a description that
+    names a band of the sensor (``B02`` or its STAC common name ``blue``), else the file is
+    refused with BAND_ORDER_UNKNOWN.
+    """
 
     def __init__(
         self, path: str | Path, sensor: str | None = None, bands: Sequence[str] | None = None
     ) -> None:
         self.path = str(path)
+        check_geotiff(path)
         self._src = _open_raster(path)
         src = self._src
         tags = src.tags()
@@ -158,31 +262,11 @@ class StackedScene(Scene):
                 self.path,
             )
         self.sensor = get_sensor(sensor or tags.get(SENSOR_TAG, SENTINEL2_L2A.name))
-        described = [d for d in src.descriptions if d]
-        names = list(bands) if bands else (described if len(described) == src.count else None)
-        if names is None:
-            if src.count != len(self.sensor.default_stack):
-                raise ImageryError(
-                    Reason.BAND_MISMATCH,
-                    f"{src.count} bands without band descriptions; expected "
-                    f"{len(self.sensor.default_stack)} ({', '.join(self.sensor.default_stack)})",
-                    self.path,
-                )
-            names = list(self.sensor.default_stack)
-        if len(names) != src.count:
-            raise ImageryError(
-                Reason.BAND_MISMATCH,
-                f"file has {src.count} bands but {len(names)} band names were given ({names})",
-                self.path,
-            )
-        for name in names:
-            if name not in self.sensor.band_names:
-                raise ImageryError(
-                    Reason.BAND_MISMATCH,
-                    f"band {name!r} is not a {self.sensor.name} band ({self.sensor.band_names})",
-                    self.path,
-                )
-        self.bands = tuple(names)
+        self.bands = tuple(
+            _given_bands(bands, src.count, self.sensor, self.path)
+            if bands
+            else _described_bands(src.descriptions, self.sensor, self.path)
+        )
         self.grid = Grid(src.crs, src.transform, src.width, src.height)
         self.scene_id = tags.get(SCENE_ID_TAG, Path(self.path).stem)
         self.datetime = tags.get(DATETIME_TAG)
@@ -191,24 +275,15 @@ class StackedScene(Scene):
         self._scales = [s if s != 1.0 else default_scale for s in src.scales]
         self._offsets = list(src.offsets)
 
-    def select(self, bands: Sequence[str]) -> list[int]:
-        """1-based file band indexes of ``bands``; raises BAND_MISSING."""
-        missing = [b for b in bands if b not in self.bands]
-        if missing:
-            raise ImageryError(
-                Reason.BAND_MISSING,
-                f"missing band(s) {missing}; the file has {list(self.bands)}",
-                self.path,
-            )
-        return [self.bands.index(b) + 1 for b in bands]
-
-    def _read(self, window: Window) -> np.ndarray:
-        data = self._src.read(window=window)
-        nodata = self._src.nodata
+    def physical(self, data: np.ndarray, nodata: float | None) -> np.ndarray:
+        """File values [bands, h, w] -> float32 physical units, NaN where ``nodata``."""
         out = np.empty(data.shape, np.float32)
         for i in range(data.shape[0]):
             out[i] = _to_physical(data[i], nodata, self._scales[i], self._offsets[i], self.path)
         return out
+
+    def _read(self, window: Window) -> np.ndarray:
+        return self.physical(self._src.read(window=window), self._src.nodata)
 
     def close(self) -> None:
         self._src.close()
@@ -371,17 +446,31 @@ def open_scene(
     sensor: str | None = None,
     bands: Sequence[str] | None = None,
     resolution: float | None = None,
+    band_order: Sequence[str] | None = None,
 ) -> Scene:
-    """Open a stacked GeoTIFF, a Sentinel-2 band folder or a Sentinel-1 GRD folder."""
+    """Open a stacked GeoTIFF, a Sentinel-2 band folder or a Sentinel-1 GRD folder.
+
+    ``bands`` selects bands; ``band_order`` names a stacked GeoTIFF's bands in file order when
+    its band descriptions do not.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageryError(Reason.FILE_NOT_FOUND, "no such file or folder", str(path))
     if path.is_file():
-        scene = StackedScene(path, sensor=sensor)
+        scene = StackedScene(path, sensor=sensor, bands=band_order)
         if bands and tuple(bands) != scene.bands:
-            scene.select(bands)  # raises BAND_MISSING with the file's bands
-            return SubsetScene(scene, bands)
+            try:
+                return SubsetScene(scene, bands)  # raises BAND_MISSING with the file's bands
+            except BaseException:
+                scene.close()
+                raise
         return scene
+    if band_order:
+        raise ImageryError(
+            Reason.INVALID_ARGUMENT,
+            "--band-order names the bands of one stacked GeoTIFF; this is a folder",
+            str(path),
+        )
     if (path / "measurement").is_dir() or sensor == "sentinel1-grd":
         from imagery.sentinel1 import open_grd
 
@@ -390,13 +479,21 @@ def open_scene(
 
 
 class SubsetScene(Scene):
-    """A stacked scene seen through a band selection (e.g. the model's stack of a wider file)."""
+    """A scene seen through a band selection (e.g. the model's stack of a wider file)."""
 
-    def __init__(self, scene: StackedScene, bands: Sequence[str]) -> None:
+    def __init__(self, scene: Scene, bands: Sequence[str]) -> None:
+        missing = [b for b in bands if b not in scene.bands]
+        if missing:
+            raise ImageryError(
+                Reason.BAND_MISSING,
+                f"missing band(s) {missing}; the file has {list(scene.bands)}",
+                scene.path,
+            )
         self._scene = scene
-        self._idx = [i - 1 for i in scene.select(bands)]
+        self._idx = [scene.bands.index(b) for b in bands]
         self.sensor, self.grid, self.path = scene.sensor, scene.grid, scene.path
         self.scene_id, self.datetime = scene.scene_id, scene.datetime
+        self.grid_check = scene.grid_check
         self.bands = tuple(bands)
 
     def _read(self, window: Window) -> np.ndarray:
@@ -404,6 +501,50 @@ class SubsetScene(Scene):
 
     def close(self) -> None:
         self._scene.close()
+
+
+class WarpedScene(Scene):
+    """A stacked GeoTIFF read through GDAL's warper onto another grid (resampled, reprojected)."""
+
+    def __init__(
+        self, scene: StackedScene, grid: Grid, resampling: Resampling, check: GridCheck
+    ) -> None:
+        self._scene = scene
+        src = scene._src
+        floating = src.dtypes[0].startswith("float")
+        self._nodata = src.nodata if src.nodata is not None else (np.nan if floating else 0)
+        self._vrt = WarpedVRT(
+            src,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=resampling,
+            src_nodata=self._nodata,
+            nodata=self._nodata,
+        )
+        self.sensor, self.bands, self.path = scene.sensor, scene.bands, scene.path
+        self.scene_id, self.datetime = scene.scene_id, scene.datetime
+        self.grid, self.grid_check = grid, check
+
+    def _read(self, window: Window) -> np.ndarray:
+        return self._scene.physical(self._vrt.read(window=window), self._nodata)
+
+    def close(self) -> None:
+        self._vrt.close()
+        self._scene.close()
+
+
+def on_model_grid(scene: StackedScene, model_gsd_m: float) -> Scene:
+    """The scene as a model of ``model_gsd_m`` should read it: as is, or resampled onto a grid
+    of that GSD (``imagery.gsd.plan_model_grid``); refused with GSD_MISMATCH when far coarser."""
+    g = scene.grid
+    plan = plan_model_grid(g.crs, g.transform, g.width, g.height, model_gsd_m, scene.path)
+    if not plan.check.resampled:
+        scene.grid_check = plan.check
+        return scene
+    grid = Grid(plan.crs, plan.transform, plan.width, plan.height)
+    return WarpedScene(scene, grid, plan.resampling, plan.check)
 
 
 def iter_blocks(scene: Scene, block: int = 1024) -> Iterator[tuple[Window, np.ndarray]]:

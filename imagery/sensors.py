@@ -6,6 +6,7 @@ and the processing-baseline offset of Sentinel-2 are in ``imagery.scaling``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -42,6 +43,23 @@ class Sensor:
     def band_names(self) -> list[str]:
         return [b.name for b in self.bands]
 
+    def band_name(self, label: str) -> str | None:
+        """The band a file's label names: 'B02', 'b2', 'blue' (STAC eo:common_name) -> 'B02'.
+
+        None when the label is not one of this sensor's bands (e.g. GDAL's 'Band 1').
+        """
+        text = label.strip()
+        m = _PADDED_BAND.match(text)
+        if m:  # B2 -> B02, b8a -> B8A
+            n = int(m.group(1))
+            text = f"B{n}A" if m.group(2) else f"B{n:02d}"
+        for band in self.bands:
+            if text.upper() == band.name.upper() or text.lower() == (band.common_name or "\0"):
+                return band.name
+        return None
+
+
+_PADDED_BAND = re.compile(r"^[Bb]0?(\d{1,2})([Aa]?)$")
 
 _S2_BANDS = (
     Band("B01", 60, 0.443, "coastal"),

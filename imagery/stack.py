@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from imagery import feedback
 from imagery.errors import ImageryError, Reason
 from imagery.scene import Scene, iter_blocks, open_scene
 from imagery.tiles import TileWriter
@@ -26,8 +26,8 @@ def stack_scene(
     with TileWriter(
         out, g, scene.bands, scene.sensor.name, scene.scene_id, scene.datetime
     ) as writer:
-        for window, data in tqdm(
-            iter_blocks(scene, 1024), total=blocks, desc="stack", unit="block", disable=not progress
+        for window, data in feedback.bar(
+            iter_blocks(scene, 1024), total=blocks, desc="stack", unit="block", enabled=progress
         ):
             if mask_clouds and (cloud := scene.read_cloud_mask(window)) is not None:
                 data[:, cloud] = np.nan
@@ -49,6 +49,9 @@ def stack(
     mask_clouds: bool = True,
     progress: bool = True,
     resolution: float | None = None,
+    band_order: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    with open_scene(path, sensor=sensor, bands=bands, resolution=resolution) as scene:
+    with open_scene(
+        path, sensor=sensor, bands=bands, resolution=resolution, band_order=band_order
+    ) as scene:
         return stack_scene(scene, out, mask_clouds=mask_clouds, progress=progress)

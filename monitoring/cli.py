@@ -29,7 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-cloud", type=float, default=60.0, help="max scene cloud cover, %%")
     p.add_argument("--resolution", type=float, default=10.0, help="output pixel size, metres")
     p.add_argument("--bands", nargs="+", help="bands (default: the model's stack)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_fetch)
 
     monitor = subparsers.add_parser("monitor", help="track sites of an area over time")

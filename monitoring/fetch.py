@@ -21,9 +21,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
-from tqdm import tqdm
 
-from imagery import scaling
+from imagery import feedback, scaling
 from imagery.errors import AsmSpotterError, Reason
 from imagery.geometry import WGS84, geometry_to_mask, reproject
 from imagery.scene import SCL_MASKED, Grid
@@ -198,7 +197,7 @@ def composite(
         datetime=stamp,
         extra_tags={"ASMSPOTTER_ITEMS": ",".join(i.id for i in items), "ASMSPOTTER_STAC": stac_url},
     ) as writer:
-        for win in tqdm(windows, desc="composite", unit="block", disable=not progress):
+        for win in feedback.bar(windows, desc="composite", unit="block", enabled=progress):
             sel = {
                 "y": slice(int(win.row_off), int(win.row_off + win.height)),
                 "x": slice(int(win.col_off), int(win.col_off + win.width)),

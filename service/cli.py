@@ -11,9 +11,13 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from imagery import feedback
+from imagery.cli import band_order_arg
 from imagery.errors import AsmSpotterError, Reason
 from imagery.geometry import feature_collection
 from service.client.outputs import write_json_atomic
@@ -74,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("detect", help="detect sites in tiles (server or --local)")
     p.add_argument("tiles", nargs="+", help="stacked GeoTIFF tiles")
-    p.add_argument("-o", "--out", default="sites.geojson", help="GeoJSON to write")
+    p.add_argument("-o", "--out", required=True, help="GeoJSON file to write")
     p.add_argument("--local", action="store_true", help="run the model in this process")
     p.add_argument("--bundle", help="with --local: model bundle folder")
     p.add_argument(
@@ -87,13 +91,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --local: keep detections with no water/bare-soil pixels under them",
     )
+    band_order_arg(p)
     _client_args(p)
     _detect_args(p)
     p.set_defaults(handler=_detect)
 
     p = subparsers.add_parser("submit", help="send a folder/glob/list of tiles to the server")
     p.add_argument("inputs", nargs="+", help="folders, globs or files")
-    p.add_argument("-o", "--out", default="asmspotter-batch", help="output folder")
+    p.add_argument(
+        "-o", "--out", required=True, help="folder for the manifest, per-tile results and sites"
+    )
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--retry-errors", action="store_true", help="retry tiles that failed before")
     p.add_argument("--no-progress", action="store_true")
@@ -167,9 +174,37 @@ def _site_features(
     ]
 
 
+def _notice(tile: str, check: Any) -> None:
+    if check is not None and check.notice:
+        feedback.notice(f"{tile}: {check.notice}")
+
+
+@contextmanager
+def window_bar(tile: str) -> Iterator[Callable[[int, int], None]]:
+    """``update(windows_done, windows_total)`` drawing a bar for one tile (see imagery.feedback)."""
+    shown: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not shown:
+            shown.append(feedback.bar(total=total, desc=Path(tile).name, unit="window"))
+        shown[0].n = done
+        shown[0].refresh()
+
+    try:
+        yield update
+    finally:
+        for b in shown:
+            b.close()
+
+
 def _detect(args: argparse.Namespace) -> int:
+    from imagery.scene import check_geotiff
+
+    for tile in args.tiles:  # before loading a model or connecting: one line per bad path
+        check_geotiff(tile)
     features: list[dict[str, Any]] = []
     failed = 0
+    bands = args.band_order or ()
     if args.local:
         from service.predictor import DEFAULT_MIN_SCORE, DetectOptions, Predictor
         from service.server import load_model
@@ -186,7 +221,11 @@ def _detect(args: argparse.Namespace) -> int:
         )
         try:
             for tile in args.tiles:
-                result = predictor.detect_file(tile, options)
+                with window_bar(tile) as on_progress:
+                    result = predictor.detect_file(
+                        tile, options, band_names=list(bands) or None, progress=on_progress
+                    )
+                _notice(tile, result.grid_check)
                 v = predictor.version
                 sites = [  # the SDK's Site, so both paths write the same properties
                     Site(
@@ -203,18 +242,22 @@ def _detect(args: argparse.Namespace) -> int:
         with _client(args) as client:
             for tile in args.tiles:
                 try:
-                    result = client.detect_tile(
-                        tile,
-                        min_score=args.min_score,
-                        output_crs=args.crs,
-                        max_detections=args.max_detections,
-                    )
+                    with window_bar(tile) as on_progress:
+                        result = client.detect_tile(
+                            tile,
+                            min_score=args.min_score,
+                            output_crs=args.crs,
+                            max_detections=args.max_detections,
+                            band_names=bands,
+                            on_progress=on_progress,
+                        )
                 except DetectionError as err:
                     if len(args.tiles) == 1:
                         return _fail(err)
                     print(f"error [{err.reason}] {tile}: {err.message}", file=sys.stderr)
                     failed += 1
                     continue
+                _notice(tile, result.grid_check)
                 m = result.model
                 features += _site_features(result.sites, tile, m.name, m.version, m.weights_sha256)
     out = write_json_atomic(Path(args.out), feature_collection(features, args.crs))

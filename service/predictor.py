@@ -27,6 +27,7 @@ from shapely.geometry.base import BaseGeometry
 
 from imagery.errors import AsmSpotterError, ImageryError, Reason
 from imagery.geometry import area_m2, as_crs, mask_to_geometry, reproject, to_map_space
+from imagery.gsd import GridCheck
 from imagery.scene import Scene
 from imagery.windows import WindowSpec, iter_windows
 from service.batching import BatchRunner, Model
@@ -87,6 +88,7 @@ class TileResult:
     window_count: int
     sites: list[Site] = field(default_factory=list)
     windows_skipped: int = 0  # valid windows the prefilter kept from the model
+    grid_check: GridCheck | None = None  # the tile's GSD, and whether it was resampled
 
 
 @dataclass
@@ -130,7 +132,7 @@ class Predictor:
         info = model.info
         self.info = info
         self.classes: list[str] = list(info["classes"])
-        self.model_input = ModelInput(info["sensor"], tuple(info["bands"]))
+        self.model_input = ModelInput.from_info(info)
         chip = int(info["chip_size"])
         self.windows = WindowSpec(chip, chip // 4 if overlap is None else overlap)
         self.max_batch = max_batch
@@ -191,9 +193,11 @@ class Predictor:
         sensor: str = "",
         band_names: list[str] | None = None,
         cancelled: Cancelled | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> TileResult:
         with self.open(path, sensor, band_names, name=str(path)) as scene:
-            return self.detect(scene, options, tile_id or tile_id_for(path=path), cancelled)
+            tile_id = tile_id or tile_id_for(path=path)
+            return self.detect(scene, options, tile_id, cancelled, progress)
 
     def detect(
         self,
@@ -201,13 +205,16 @@ class Predictor:
         options: DetectOptions | None = None,
         tile_id: str = "tile",
         cancelled: Cancelled | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> TileResult:
-        """All sites of one scene, best first."""
+        """All sites of one scene, best first; ``progress(windows_done, windows_total)``."""
         options = options or DetectOptions()
         result = self._result(scene, tile_id, options)
         for step in self.iter_detect(scene, options, tile_id, cancelled, number=False):
             result.sites.extend(step.sites)
             result.windows_skipped = step.windows_skipped
+            if progress is not None:
+                progress(step.windows_done, step.windows_total)
         result.sites.sort(key=lambda s: -s.score)
         if options.max_detections:
             del result.sites[options.max_detections :]
@@ -395,7 +402,9 @@ class Predictor:
     def _result(self, scene: Scene, tile_id: str, options: DetectOptions) -> TileResult:
         g = scene.grid
         n = len(list(iter_windows(g.height, g.width, self.windows)))
-        return TileResult(tile_id, crs_name(options.output_crs), g.width, g.height, n)
+        return TileResult(
+            tile_id, crs_name(options.output_crs), g.width, g.height, n, grid_check=scene.grid_check
+        )
 
 
 class _StripReader:

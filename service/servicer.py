@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ import grpc
 from asmspotter.v1 import detection_pb2 as pb
 from asmspotter.v1 import detection_pb2_grpc as pb_grpc
 from imagery.errors import AsmSpotterError, Reason
+from imagery.gsd import GridCheck
 from service.admission import Admission
 from service.errors import (
     ServiceError,
@@ -50,6 +52,10 @@ def site_to_proto(site: Site) -> pb.Site:
         area_m2=site.area_m2,
         tile_id=site.tile_id,
     )
+
+
+def grid_check_to_proto(check: GridCheck | None) -> pb.GridCheck | None:
+    return pb.GridCheck(**asdict(check)) if check is not None else None
 
 
 def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, float]:
@@ -155,6 +161,7 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
             width=result.width,
             height=result.height,
             window_count=result.window_count,
+            grid_check=grid_check_to_proto(result.grid_check),
         )
 
     # -- RPCs -----------------------------------------------------------------------------------
@@ -262,7 +269,7 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
             with predictor.open(
                 path, tile.sensor, list(tile.band_names), name=name, limits=self.scene_limits
             ) as scene:
-                total = 0
+                total, grid = 0, grid_check_to_proto(scene.grid_check)
                 for step in predictor.iter_detect(
                     scene, options, tile_id, self._cancelled(context)
                 ):
@@ -273,9 +280,14 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
                         windows_done=step.windows_done,
                         windows_total=step.windows_total,
                         model=version,
+                        grid_check=grid,
                     )
                 yield pb.DetectSceneResponse(
-                    windows_done=total, windows_total=total, done=True, model=version
+                    windows_done=total,
+                    windows_total=total,
+                    done=True,
+                    model=version,
+                    grid_check=grid,
                 )
         finally:
             if spool is not None:

@@ -1,9 +1,11 @@
 """Tile intake: GeoTIFF bytes or an allowed local URI -> an open `Scene` checked against the model.
 
 Checks, each with its own reason: the bytes are a TIFF (NOT_A_GEOTIFF), a URI lies under the
-configured root (URI_NOT_ALLOWED), the raster has a CRS (CRS_MISSING, via imagery.scene), the
-model's bands are present and the sensor matches (BAND_MISMATCH / BAND_MISSING), and the size is
-within limits (TILE_TOO_LARGE). Bytes are spooled to a temporary file that is removed on close.
+configured root (URI_NOT_ALLOWED), the raster has a CRS (CRS_MISSING, via imagery.scene), its
+bands are named (BAND_ORDER_UNKNOWN: never guessed), the model's bands are present and the sensor
+matches (BAND_MISMATCH / BAND_MISSING), the size is within limits (TILE_TOO_LARGE), and its ground
+sampling distance suits the model (read as is, resampled onto the model's grid, or GSD_MISMATCH;
+``imagery.gsd``). Bytes are spooled to a temporary file that is removed on close.
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from imagery.errors import ImageryError, Reason
-from imagery.scene import Scene, StackedScene, SubsetScene
+from imagery.scene import (
+    Scene,
+    StackedScene,
+    SubsetScene,
+    check_geotiff,
+    check_tiff_magic,
+    on_model_grid,
+)
+from imagery.sensors import get_sensor
 
-TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+__all__ = ["check_tiff_magic", "ModelInput", "TileLimits", "open_tile"]
 
 
 @dataclass(frozen=True)
@@ -34,20 +44,17 @@ LOCAL_FILE_LIMITS = TileLimits(max_bytes=2**62)
 
 @dataclass(frozen=True)
 class ModelInput:
-    """What the model reads: its sensor and band stack (from bundle.json)."""
+    """What the model reads: its sensor, band stack and ground sampling distance (bundle.json)."""
 
     sensor: str
     bands: tuple[str, ...]
+    gsd_m: float = 10.0
 
-
-def check_tiff_magic(head: bytes, name: str) -> None:
-    if head[:4] not in TIFF_MAGIC:
-        raise ImageryError(
-            Reason.NOT_A_GEOTIFF,
-            "the content is not a TIFF file (bad magic bytes); send a GeoTIFF such as the output "
-            "of `asmspotter stack`",
-            name,
-        )
+    @classmethod
+    def from_info(cls, info: dict) -> ModelInput:
+        """``gsd_m`` from the bundle, else the sensor's model grid (10 m for Sentinel-2)."""
+        gsd = info.get("gsd_m") or get_sensor(info["sensor"]).grid_m
+        return cls(info["sensor"], tuple(info["bands"]), float(gsd))
 
 
 def check_size(n_bytes: int, limits: TileLimits, name: str) -> None:
@@ -125,10 +132,10 @@ def open_tile(
     band_names: Sequence[str] | None = None,
     name: str | None = None,
 ) -> Scene:
-    """Open a stacked GeoTIFF, check it against the model; returns a scene of the model bands."""
+    """Open a stacked GeoTIFF, check it against the model; returns a scene of the model bands on
+    the model's grid (its ``grid_check`` says whether it was resampled)."""
     name = name or str(path)
-    with open(path, "rb") as f:
-        check_tiff_magic(f.read(4), name)
+    check_geotiff(path, name)
     check_size(Path(path).stat().st_size, limits, name)
     try:
         scene = StackedScene(
@@ -139,10 +146,11 @@ def open_tile(
     scene.path = name
     try:
         _check_against_model(scene, model, limits, name)
+        matched = on_model_grid(scene, model.gsd_m)
     except BaseException:
         scene.close()
         raise
-    return scene if scene.bands == model.bands else SubsetScene(scene, model.bands)
+    return matched if matched.bands == model.bands else SubsetScene(matched, model.bands)
 
 
 def _check_against_model(

@@ -25,7 +25,13 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _tiff(path: Path, data: np.ndarray, crs: str | None = "EPSG:32629", **profile) -> Path:
+def _tiff(
+    path: Path,
+    data: np.ndarray,
+    crs: str | None = "EPSG:32629",
+    descriptions: tuple[str, ...] | None = None,
+    **profile,
+) -> Path:
     with rasterio.open(
         path,
         "w",
@@ -39,7 +45,9 @@ def _tiff(path: Path, data: np.ndarray, crs: str | None = "EPSG:32629", **profil
         **profile,
     ) as dst:
         dst.write(data)
-        if data.shape[0] == len(BANDS):
+        if descriptions is not None:
+            dst.descriptions = descriptions
+        elif data.shape[0] == len(BANDS):
             dst.descriptions = BANDS
     return path
 
@@ -74,10 +82,20 @@ CASES = {
         "WRONG_DTYPE",
         "complex64",
     ),
-    "wrong band count": (
+    "bands not described": (
         lambda t: _tiff(t / "four.tif", np.ones((4, 16, 16), np.uint16)),
-        "BAND_MISMATCH",
+        "BAND_ORDER_UNKNOWN",
         "4 bands",
+    ),
+    "descriptions that name no band": (
+        lambda t: _tiff(t / "layers.tif", np.ones((6, 16, 16), np.uint16), descriptions=("a",) * 6),
+        "BAND_ORDER_UNKNOWN",
+        "name no sentinel2-l2a band",
+    ),
+    "a PNG": (
+        lambda t: (t / "chip.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)) and t / "chip.png",
+        "NOT_A_GEOTIFF",
+        "a PNG image",
     ),
     "no CRS": (
         lambda t: _tiff(t / "nocrs.tif", np.ones((6, 16, 16), np.uint16), crs=None),

@@ -75,7 +75,9 @@ def test_detect_and_models_commands_without_torch(server, tmp_path):
 
 def test_unreachable_server_is_one_line(tmp_path):
     tile, _ = make_tile(tmp_path / "a.tif", 40, [])
-    cmd = cli_command("detect", str(tile), "--server", "127.0.0.1:1", "--timeout", "2")
+    cmd = cli_command(
+        "detect", str(tile), "--server", "127.0.0.1:1", "--timeout", "2", "-o", str(tmp_path / "o")
+    )
     result = _run(cmd)
     assert result.returncode == 2
     assert result.stderr.startswith("error [UNAVAILABLE]") and "Traceback" not in result.stderr

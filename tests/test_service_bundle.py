@@ -63,7 +63,7 @@ def test_detect_local_command(tiny_bundle, tmp_path, capsys):
     line = capsys.readouterr().out.strip()
     fc = json.loads(out.read_text())
     assert line == f"{len(fc['features'])} sites found in 1 tile(s); GeoJSON: {out}"
-    assert main(["detect", "--local", "--bundle", str(tmp_path), str(tile)]) == 2
+    assert main(["detect", "--local", "--bundle", str(tmp_path), str(tile), "-o", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error [BUNDLE_INVALID]")
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from imagery import feedback
 from imagery.errors import AsmSpotterError, Reason
 from training.config import TrainConfig
 from training.data import CocoChips, Sample, TrainData, TrainingView
@@ -397,13 +398,8 @@ class Trainer:
             self.log({"resumed_at": self.state.iteration})
         elif self.main:
             (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
-        bar = tqdm(
-            total=self.max_iter,
-            initial=self.state.iteration,
-            disable=not self.main,
-            desc="train",
-            mininterval=2.0,
-        )
+        bar = feedback.bar(total=self.max_iter, desc="train", enabled=self.main)
+        bar.update(self.state.iteration)
         with bar:
             self.train(bar)
         self.save(LAST)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61smspotter/v1/detection.proto\x12\rasmspotter.v1\x1a\x17google/rpc/status.proto\"g\n\x04Tile\x12\x11\n\x07\x63ontent\x18\x01 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x02 \x01(\tH\x00\x12\x0e\n\x06sensor\x18\x03 \x01(\t\x12\x12\n\nband_names\x18\x04 \x03(\t\x12\x0f\n\x07tile_id\x18\x05 \x01(\tB\x08\n\x06source\"d\n\x10\x44\x65tectionOptions\x12\x16\n\tmin_score\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\noutput_crs\x18\x02 \x01(\t\x12\x16\n\x0emax_detections\x18\x03 \x01(\x05\x42\x0c\n\n_min_score\"I\n\x0b\x42oundingBox\x12\r\n\x05min_x\x18\x01 \x01(\x01\x12\r\n\x05min_y\x18\x02 \x01(\x01\x12\r\n\x05max_x\x18\x03 \x01(\x01\x12\r\n\x05max_y\x18\x04 \x01(\x01\"\xba\x01\n\x04Site\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12,\n\nsite_class\x18\x02 \x01(\x0e\x32\x18.asmspotter.v1.SiteClass\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x18\n\x10geometry_geojson\x18\x04 \x01(\t\x12(\n\x04\x62\x62ox\x18\x05 \x01(\x0b\x32\x1a.asmspotter.v1.BoundingBox\x12\x0f\n\x07\x61rea_m2\x18\x06 \x01(\x01\x12\x0f\n\x07tile_id\x18\x07 \x01(\t\"E\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x03 \x01(\t\"\x87\x01\n\x0eTileDetections\x12\x0f\n\x07tile_id\x18\x01 \x01(\t\x12\"\n\x05sites\x18\x02 \x03(\x0b\x32\x13.asmspotter.v1.Site\x12\x0b\n\x03\x63rs\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x14\n\x0cwindow_count\x18\x06 \x01(\x05\"h\n\x11\x44\x65tectTileRequest\x12!\n\x04tile\x18\x01 \x01(\x0b\x32\x13.asmspotter.v1.Tile\x12\x30\n\x07options\x18\x02 \x01(\x0b\x32\x1f.asmspotter.v1.DetectionOptions\"s\n\x12\x44\x65tectTileResponse\x12\x31\n\ndetections\x18\x01 \x01(\x0b\x32\x1d.asmspotter.v1.TileDetections\x12*\n\x05model\x18\x02 \x01(\x0b\x32\x1b.asmspotter.v1.ModelVersion\"M\n\x17\x42\x61tchDetectTilesRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .asmspotter.v1.DetectTileRequest\"}\n\x16\x42\x61tchDetectTilesResult\x12\x33\n\ndetections\x18\x01 \x01(\x0b\x32\x1d.asmspotter.v1.TileDetectionsH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\t\n\x07outcome\"~\n\x18\x42\x61tchDetectTilesResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.asmspotter.v1.BatchDetectTilesResult\x12*\n\x05model\x18\x02 \x01(\x0b\x32\x1b.asmspotter.v1.ModelVersion\"w\n\x0bSceneHeader\x12!\n\x04tile\x18\x01 \x01(\x0b\x32\x13.asmspotter.v1.Tile\x12\x30\n\x07options\x18\x02 \x01(\x0b\x32\x1f.asmspotter.v1.DetectionOptions\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\"[\n\x12\x44\x65tectSceneRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.asmspotter.v1.SceneHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xa0\x01\n\x13\x44\x65tectSceneResponse\x12\"\n\x05sites\x18\x01 \x03(\x0b\x32\x13.asmspotter.v1.Site\x12\x14\n\x0cwindows_done\x18\x02 \x01(\x05\x12\x15\n\rwindows_total\x18\x03 \x01(\x05\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12*\n\x05model\x18\x05 \x01(\x0b\x32\x1b.asmspotter.v1.ModelVersion\"\x11\n\x0fGetModelRequest\"\x9f\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x0e\n\x06sensor\x18\x04 \x01(\t\x12\x12\n\nband_names\x18\x05 \x03(\t\x12\x11\n\tchip_size\x18\x06 \x01(\x05\x12\x0f\n\x07\x63lasses\x18\x07 \x03(\t\x12\x32\n\x07metrics\x18\x08 \x03(\x0b\x32!.asmspotter.v1.Model.MetricsEntry\x12\x16\n\x0eweights_sha256\x18\t \x01(\t\x12\x13\n\x0b\x63reate_time\x18\n \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x0b \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"7\n\x10GetModelResponse\x12#\n\x05model\x18\x01 \x01(\x0b\x32\x14.asmspotter.v1.Model*P\n\tSiteClass\x12\x1a\n\x16SITE_CLASS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSITE_CLASS_PIT\x10\x01\x12\x13\n\x0fSITE_CLASS_POND\x10\x02\x32\xf1\x02\n\x10\x44\x65tectionService\x12Q\n\nDetectTile\x12 .asmspotter.v1.DetectTileRequest\x1a!.asmspotter.v1.DetectTileResponse\x12\x63\n\x10\x42\x61tchDetectTiles\x12&.asmspotter.v1.BatchDetectTilesRequest\x1a\'.asmspotter.v1.BatchDetectTilesResponse\x12X\n\x0b\x44\x65tectScene\x12!.asmspotter.v1.DetectSceneRequest\x1a\".asmspotter.v1.DetectSceneResponse(\x01\x30\x01\x12K\n\x08GetModel\x12\x1e.asmspotter.v1.GetModelRequest\x1a\x1f.asmspotter.v1.GetModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61smspotter/v1/detection.proto\x12\rasmspotter.v1\x1a\x17google/rpc/status.proto\"g\n\x04Tile\x12\x11\n\x07\x63ontent\x18\x01 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x02 \x01(\tH\x00\x12\x0e\n\x06sensor\x18\x03 \x01(\t\x12\x12\n\nband_names\x18\x04 \x03(\t\x12\x0f\n\x07tile_id\x18\x05 \x01(\tB\x08\n\x06source\"d\n\x10\x44\x65tectionOptions\x12\x16\n\tmin_score\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\noutput_crs\x18\x02 \x01(\t\x12\x16\n\x0emax_detections\x18\x03 \x01(\x05\x42\x0c\n\n_min_score\"I\n\x0b\x42oundingBox\x12\r\n\x05min_x\x18\x01 \x01(\x01\x12\r\n\x05min_y\x18\x02 \x01(\x01\x12\r\n\x05max_x\x18\x03 \x01(\x01\x12\r\n\x05max_y\x18\x04 \x01(\x01\"\xba\x01\n\x04Site\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12,\n\nsite_class\x18\x02 \x01(\x0e\x32\x18.asmspotter.v1.SiteClass\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x18\n\x10geometry_geojson\x18\x04 \x01(\t\x12(\n\x04\x62\x62ox\x18\x05 \x01(\x0b\x32\x1a.asmspotter.v1.BoundingBox\x12\x0f\n\x07\x61rea_m2\x18\x06 \x01(\x01\x12\x0f\n\x07tile_id\x18\x07 \x01(\t\"E\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x03 \x01(\t\"d\n\tGridCheck\x12\x12\n\ntile_gsd_m\x18\x01 \x01(\x01\x12\x13\n\x0bmodel_gsd_m\x18\x02 \x01(\x01\x12\x11\n\tresampled\x18\x03 \x01(\x08\x12\x0b\n\x03\x63rs\x18\x04 \x01(\t\x12\x0e\n\x06notice\x18\x05 \x01(\t\"\xb5\x01\n\x0eTileDetections\x12\x0f\n\x07tile_id\x18\x01 \x01(\t\x12\"\n\x05sites\x18\x02 \x03(\x0b\x32\x13.asmspotter.v1.Site\x12\x0b\n\x03\x63rs\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x14\n\x0cwindow_count\x18\x06 \x01(\x05\x12,\n\ngrid_check\x18\x07 \x01(\x0b\x32\x18.asmspotter.v1.GridCheck\"h\n\x11\x44\x65tectTileRequest\x12!\n\x04tile\x18\x01 \x01(\x0b\x32\x13.asmspotter.v1.Tile\x12\x30\n\x07options\x18\x02 \x01(\x0b\x32\x1f.asmspotter.v1.DetectionOptions\"s\n\x12\x44\x65tectTileResponse\x12\x31\n\ndetections\x18\x01 \x01(\x0b\x32\x1d.asmspotter.v1.TileDetections\x12*\n\x05model\x18\x02 \x01(\x0b\x32\x1b.asmspotter.v1.ModelVersion\"M\n\x17\x42\x61tchDetectTilesRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .asmspotter.v1.DetectTileRequest\"}\n\x16\x42\x61tchDetectTilesResult\x12\x33\n\ndetections\x18\x01 \x01(\x0b\x32\x1d.asmspotter.v1.TileDetectionsH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\t\n\x07outcome\"~\n\x18\x42\x61tchDetectTilesResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.asmspotter.v1.BatchDetectTilesResult\x12*\n\x05model\x18\x02 \x01(\x0b\x32\x1b.asmspotter.v1.ModelVersion\"w\n\x0bSceneHeader\x12!\n\x04tile\x18\x01 \x01(\x0b\x32\x13.asmspotter.v1.Tile\x12\x30\n\x07options\x18\x02 \x01(\x0b\x32\x1f.asmspotter.v1.DetectionOptions\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\"[\n\x12\x44\x65tectSceneRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.asmspotter.v1.SceneHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xce\x01\n\x13\x44\x65tectSceneResponse\x12\"\n\x05sites\x18\x01 \x03(\x0b\x32\x13.asmspotter.v1.Site\x12\x14\n\x0cwindows_done\x18\x02 \x01(\x05\x12\x15\n\rwindows_total\x18\x03 \x01(\x05\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12*\n\x05model\x18\x05 \x01(\x0b\x32\x1b.asmspotter.v1.ModelVersion\x12,\n\ngrid_check\x18\x06 \x01(\x0b\x32\x18.asmspotter.v1.GridCheck\"\x11\n\x0fGetModelRequest\"\x9f\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x0e\n\x06sensor\x18\x04 \x01(\t\x12\x12\n\nband_names\x18\x05 \x03(\t\x12\x11\n\tchip_size\x18\x06 \x01(\x05\x12\x0f\n\x07\x63lasses\x18\x07 \x03(\t\x12\x32\n\x07metrics\x18\x08 \x03(\x0b\x32!.asmspotter.v1.Model.MetricsEntry\x12\x16\n\x0eweights_sha256\x18\t \x01(\t\x12\x13\n\x0b\x63reate_time\x18\n \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x0b \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"7\n\x10GetModelResponse\x12#\n\x05model\x18\x01 \x01(\x0b\x32\x14.asmspotter.v1.Model*P\n\tSiteClass\x12\x1a\n\x16SITE_CLASS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSITE_CLASS_PIT\x10\x01\x12\x13\n\x0fSITE_CLASS_POND\x10\x02\x32\xf1\x02\n\x10\x44\x65tectionService\x12Q\n\nDetectTile\x12 .asmspotter.v1.DetectTileRequest\x1a!.asmspotter.v1.DetectTileResponse\x12\x63\n\x10\x42\x61tchDetectTiles\x12&.asmspotter.v1.BatchDetectTilesRequest\x1a\'.asmspotter.v1.BatchDetectTilesResponse\x12X\n\x0b\x44\x65tectScene\x12!.asmspotter.v1.DetectSceneRequest\x1a\".asmspotter.v1.DetectSceneResponse(\x01\x30\x01\x12K\n\x08GetModel\x12\x1e.asmspotter.v1.GetModelRequest\x1a\x1f.asmspotter.v1.GetModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODEL_METRICSENTRY']._loaded_options = None
   _globals['_MODEL_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_SITECLASS']._serialized_start=2053
-  _globals['_SITECLASS']._serialized_end=2133
+  _globals['_SITECLASS']._serialized_start=2247
+  _globals['_SITECLASS']._serialized_end=2327
   _globals['_TILE']._serialized_start=73
   _globals['_TILE']._serialized_end=176
   _globals['_DETECTIONOPTIONS']._serialized_start=178
@@ -46,32 +46,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SITE']._serialized_end=542
   _globals['_MODELVERSION']._serialized_start=544
   _globals['_MODELVERSION']._serialized_end=613
-  _globals['_TILEDETECTIONS']._serialized_start=616
-  _globals['_TILEDETECTIONS']._serialized_end=751
-  _globals['_DETECTTILEREQUEST']._serialized_start=753
-  _globals['_DETECTTILEREQUEST']._serialized_end=857
-  _globals['_DETECTTILERESPONSE']._serialized_start=859
-  _globals['_DETECTTILERESPONSE']._serialized_end=974
-  _globals['_BATCHDETECTTILESREQUEST']._serialized_start=976
-  _globals['_BATCHDETECTTILESREQUEST']._serialized_end=1053
-  _globals['_BATCHDETECTTILESRESULT']._serialized_start=1055
-  _globals['_BATCHDETECTTILESRESULT']._serialized_end=1180
-  _globals['_BATCHDETECTTILESRESPONSE']._serialized_start=1182
-  _globals['_BATCHDETECTTILESRESPONSE']._serialized_end=1308
-  _globals['_SCENEHEADER']._serialized_start=1310
-  _globals['_SCENEHEADER']._serialized_end=1429
-  _globals['_DETECTSCENEREQUEST']._serialized_start=1431
-  _globals['_DETECTSCENEREQUEST']._serialized_end=1522
-  _globals['_DETECTSCENERESPONSE']._serialized_start=1525
-  _globals['_DETECTSCENERESPONSE']._serialized_end=1685
-  _globals['_GETMODELREQUEST']._serialized_start=1687
-  _globals['_GETMODELREQUEST']._serialized_end=1704
-  _globals['_MODEL']._serialized_start=1707
-  _globals['_MODEL']._serialized_end=1994
-  _globals['_MODEL_METRICSENTRY']._serialized_start=1948
-  _globals['_MODEL_METRICSENTRY']._serialized_end=1994
-  _globals['_GETMODELRESPONSE']._serialized_start=1996
-  _globals['_GETMODELRESPONSE']._serialized_end=2051
-  _globals['_DETECTIONSERVICE']._serialized_start=2136
-  _globals['_DETECTIONSERVICE']._serialized_end=2505
+  _globals['_GRIDCHECK']._serialized_start=615
+  _globals['_GRIDCHECK']._serialized_end=715
+  _globals['_TILEDETECTIONS']._serialized_start=718
+  _globals['_TILEDETECTIONS']._serialized_end=899
+  _globals['_DETECTTILEREQUEST']._serialized_start=901
+  _globals['_DETECTTILEREQUEST']._serialized_end=1005
+  _globals['_DETECTTILERESPONSE']._serialized_start=1007
+  _globals['_DETECTTILERESPONSE']._serialized_end=1122
+  _globals['_BATCHDETECTTILESREQUEST']._serialized_start=1124
+  _globals['_BATCHDETECTTILESREQUEST']._serialized_end=1201
+  _globals['_BATCHDETECTTILESRESULT']._serialized_start=1203
+  _globals['_BATCHDETECTTILESRESULT']._serialized_end=1328
+  _globals['_BATCHDETECTTILESRESPONSE']._serialized_start=1330
+  _globals['_BATCHDETECTTILESRESPONSE']._serialized_end=1456
+  _globals['_SCENEHEADER']._serialized_start=1458
+  _globals['_SCENEHEADER']._serialized_end=1577
+  _globals['_DETECTSCENEREQUEST']._serialized_start=1579
+  _globals['_DETECTSCENEREQUEST']._serialized_end=1670
+  _globals['_DETECTSCENERESPONSE']._serialized_start=1673
+  _globals['_DETECTSCENERESPONSE']._serialized_end=1879
+  _globals['_GETMODELREQUEST']._serialized_start=1881
+  _globals['_GETMODELREQUEST']._serialized_end=1898
+  _globals['_MODEL']._serialized_start=1901
+  _globals['_MODEL']._serialized_end=2188
+  _globals['_MODEL_METRICSENTRY']._serialized_start=2142
+  _globals['_MODEL_METRICSENTRY']._serialized_end=2188
+  _globals['_GETMODELRESPONSE']._serialized_start=2190
+  _globals['_GETMODELRESPONSE']._serialized_end=2245
+  _globals['_DETECTIONSERVICE']._serialized_start=2330
+  _globals['_DETECTIONSERVICE']._serialized_end=2699
 # @@protoc_insertion_point(module_scope)

@@ -81,21 +81,37 @@ class ModelVersion(_message.Message):
     weights_sha256: str
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., weights_sha256: _Optional[str] = ...) -> None: ...
 
+class GridCheck(_message.Message):
+    __slots__ = ("tile_gsd_m", "model_gsd_m", "resampled", "crs", "notice")
+    TILE_GSD_M_FIELD_NUMBER: _ClassVar[int]
+    MODEL_GSD_M_FIELD_NUMBER: _ClassVar[int]
+    RESAMPLED_FIELD_NUMBER: _ClassVar[int]
+    CRS_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    tile_gsd_m: float
+    model_gsd_m: float
+    resampled: bool
+    crs: str
+    notice: str
+    def __init__(self, tile_gsd_m: _Optional[float] = ..., model_gsd_m: _Optional[float] = ..., resampled: _Optional[bool] = ..., crs: _Optional[str] = ..., notice: _Optional[str] = ...) -> None: ...
+
 class TileDetections(_message.Message):
-    __slots__ = ("tile_id", "sites", "crs", "width", "height", "window_count")
+    __slots__ = ("tile_id", "sites", "crs", "width", "height", "window_count", "grid_check")
     TILE_ID_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     CRS_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    GRID_CHECK_FIELD_NUMBER: _ClassVar[int]
     tile_id: str
     sites: _containers.RepeatedCompositeFieldContainer[Site]
     crs: str
     width: int
     height: int
     window_count: int
-    def __init__(self, tile_id: _Optional[str] = ..., sites: _Optional[_Iterable[_Union[Site, _Mapping]]] = ..., crs: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., window_count: _Optional[int] = ...) -> None: ...
+    grid_check: GridCheck
+    def __init__(self, tile_id: _Optional[str] = ..., sites: _Optional[_Iterable[_Union[Site, _Mapping]]] = ..., crs: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., window_count: _Optional[int] = ..., grid_check: _Optional[_Union[GridCheck, _Mapping]] = ...) -> None: ...
 
 class DetectTileRequest(_message.Message):
     __slots__ = ("tile", "options")
@@ -154,18 +170,20 @@ class DetectSceneRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[SceneHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class DetectSceneResponse(_message.Message):
-    __slots__ = ("sites", "windows_done", "windows_total", "done", "model")
+    __slots__ = ("sites", "windows_done", "windows_total", "done", "model", "grid_check")
     SITES_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_DONE_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    GRID_CHECK_FIELD_NUMBER: _ClassVar[int]
     sites: _containers.RepeatedCompositeFieldContainer[Site]
     windows_done: int
     windows_total: int
     done: bool
     model: ModelVersion
-    def __init__(self, sites: _Optional[_Iterable[_Union[Site, _Mapping]]] = ..., windows_done: _Optional[int] = ..., windows_total: _Optional[int] = ..., done: _Optional[bool] = ..., model: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
+    grid_check: GridCheck
+    def __init__(self, sites: _Optional[_Iterable[_Union[Site, _Mapping]]] = ..., windows_done: _Optional[int] = ..., windows_total: _Optional[int] = ..., done: _Optional[bool] = ..., model: _Optional[_Union[ModelVersion, _Mapping]] = ..., grid_check: _Optional[_Union[GridCheck, _Mapping]] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ()

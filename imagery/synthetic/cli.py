@@ -34,7 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep-negatives", type=float, default=1.0, help="fraction of site-free chips kept"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_dataset)
 
     p = sub.add_parser("tile", help="a full-size tile written block by block (benchmarks)")
@@ -42,7 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=10980)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clusters", type=int, help="mining clusters (default: 3 to 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_tile)
 
 

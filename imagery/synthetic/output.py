@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
-from tqdm import tqdm
 
-from imagery import coco
+from imagery import coco, feedback
 from imagery.errors import AsmSpotterError, Reason
 from imagery.geometry import feature_collection
 from imagery.scene import Grid
@@ -119,7 +118,7 @@ def generate_dataset(
     annotations: list[dict] = []
     truth: list[dict] = []
     spec = WindowSpec(chip_size, 0)
-    for i in tqdm(range(n_scenes), desc="scenes", disable=not progress):
+    for i in feedback.bar(range(n_scenes), desc="scenes", enabled=progress):
         scene_seed = seed * 100_003 + i
         scene = generate_scene(scene_seed, scene_size, scene_size, **options)
         split = "val" if i in val else "train"
@@ -197,7 +196,7 @@ def write_large_tile(
     grid = Grid(crs, transform, size, size)
     windows = list(iter_windows(size, size, WindowSpec(block, 0)))
     with TileWriter(path, grid, BANDS, SENSOR, scene_id, iso, cog=cog) as writer:
-        for win in tqdm(windows, desc="blocks", unit="block", disable=not progress):
+        for win in feedback.bar(windows, desc="blocks", unit="block", enabled=progress):
             r, c, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
             writer.write(Window(c, r, w, h), render(plan, r, c, h, w).image)
     # Truth: each site's own window, re-rendered (labels only), so later paint still wins.

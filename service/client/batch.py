@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
+from imagery import feedback
 from imagery.geometry import feature_collection
 from service.client.manifest import Manifest
 from service.client.outputs import combine, write_json_atomic
@@ -138,14 +137,9 @@ def submit_batch(
 
     with (
         ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="submit") as pool,
-        tqdm(
-            total=len(files),
-            initial=report.skipped,
-            unit="tile",
-            disable=not progress,
-            desc="tiles",
-        ) as bar,
+        feedback.bar(total=len(files), unit="tile", enabled=progress, desc="tiles") as bar,
     ):
+        bar.update(report.skipped)
         futures = {pool.submit(run_one, f): f for f in todo}
         for future in as_completed(futures):
             outcome = future.result()

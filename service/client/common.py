@@ -183,15 +183,20 @@ class SceneGatherer:
         self.sites: list[Site] = []
         self.model = pb.ModelVersion()
         self.windows_total = 0
+        self.grid_check: pb.GridCheck | None = None
 
     def add(self, msg: pb.DetectSceneResponse) -> None:
         self.sites += [Site.from_proto(s) for s in msg.sites]
         self.model, self.windows_total = msg.model, msg.windows_total
+        if msg.HasField("grid_check"):
+            self.grid_check = msg.grid_check
 
     def result(self) -> TileResult:
         sites = sorted(self.sites, key=lambda s: -s.score)
         if self.max_detections:
             del sites[self.max_detections :]
-        result = TileResult.from_proto(pb.TileDetections(tile_id=self.tile_id), self.model)
+        result = TileResult.from_proto(
+            pb.TileDetections(tile_id=self.tile_id, grid_check=self.grid_check), self.model
+        )
         result.sites, result.crs, result.window_count = sites, self.crs, self.windows_total
         return result

@@ -96,6 +96,21 @@ class ModelVersion:
 
 
 @dataclass
+class GridCheck:
+    """The tile's ground sampling distance and whether the server resampled it."""
+
+    tile_gsd_m: float
+    model_gsd_m: float
+    resampled: bool
+    crs: str
+    notice: str
+
+    @classmethod
+    def from_proto(cls, msg: pb.GridCheck) -> GridCheck:
+        return cls(msg.tile_gsd_m, msg.model_gsd_m, msg.resampled, msg.crs, msg.notice)
+
+
+@dataclass
 class TileResult:
     tile_id: str
     sites: list[Site]
@@ -104,6 +119,7 @@ class TileResult:
     height: int
     window_count: int
     model: ModelVersion
+    grid_check: GridCheck | None = None
 
     @classmethod
     def from_proto(cls, msg: pb.TileDetections, model: pb.ModelVersion) -> TileResult:
@@ -115,6 +131,9 @@ class TileResult:
             height=msg.height,
             window_count=msg.window_count,
             model=ModelVersion.from_proto(model),
+            grid_check=(
+                GridCheck.from_proto(msg.grid_check) if msg.HasField("grid_check") else None
+            ),
         )
 
 

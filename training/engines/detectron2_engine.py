@@ -30,8 +30,8 @@ from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
-from tqdm import tqdm
 
+from imagery import feedback
 from imagery.errors import AsmSpotterError, Reason
 from training.config import TrainConfig
 from training.data import TrainData
@@ -145,12 +145,8 @@ class ProgressBar(HookBase):
     """A tqdm bar over the iterations with the smoothed total loss."""
 
     def before_train(self) -> None:
-        self.bar = tqdm(
-            total=self.trainer.max_iter,
-            initial=self.trainer.start_iter,
-            desc="train",
-            mininterval=2.0,
-        )
+        self.bar = feedback.bar(total=self.trainer.max_iter, desc="train")
+        self.bar.update(self.trainer.start_iter)
 
     def after_step(self) -> None:
         self.bar.update(1)

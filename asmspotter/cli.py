@@ -68,22 +68,25 @@ class Parser(argparse.ArgumentParser):
 
 
 def _feedback_flags(parser: argparse.ArgumentParser, top: bool) -> None:
-    default = 0 if top else argparse.SUPPRESS  # a sub-command keeps what was said before it
+    """-v/--verbose and -q/--quiet; a command that declares its own keeps it."""
+    taken = parser._option_string_actions
     g = parser.add_argument_group("output")
-    g.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=default,
-        help="more detail: -v logs requests and steps, -vv debug logs and tracebacks",
-    )
-    g.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=False if top else argparse.SUPPRESS,
-        help="no progress bars or step lines (errors, warnings and results still shown)",
-    )
+    if not {"-v", "--verbose"} & taken.keys():
+        g.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0 if top else argparse.SUPPRESS,  # a sub-command keeps what came before it
+            help="more detail: -v logs requests and steps, -vv debug logs and tracebacks",
+        )
+    if not {"-q", "--quiet"} & taken.keys():
+        g.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=False if top else argparse.SUPPRESS,
+            help="no progress bars or step lines (errors, warnings and results still shown)",
+        )
 
 
 def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

@@ -1,10 +1,13 @@
-"""``asmspotter fetch`` and ``asmspotter monitor run|report``. Heavy imports happen in handlers."""
+"""``asmspotter fetch`` and ``monitor run|report`` (``watch``: ``monitoring.watch_cli``).
+Heavy imports happen in handlers."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+from monitoring import watch_cli
 
 DEFAULT_STORE = "sqlite:///asmspotter-monitor.sqlite"
 
@@ -59,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("--concessions")
     rep.add_argument("--protected")
     rep.set_defaults(handler=_report)
+
+    watch_cli.register(subparsers)
 
 
 def _fetch(args: argparse.Namespace) -> int:

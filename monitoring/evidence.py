@@ -63,9 +63,10 @@ def write_packet(
     facts: dict[str, Any],
     before_tile: str | None,
     after_tile: str | None,
+    name: str | None = None,
 ) -> Path:
-    """Write one alert's packet folder and return it."""
-    folder = Path(out_dir) / site_id
+    """Write one alert's packet folder (``out_dir/<name or site_id>``) and return it."""
+    folder = Path(out_dir) / (name or site_id)
     folder.mkdir(parents=True, exist_ok=True)
     chips: dict[str, str | None] = {}
     for name, tile in (("before", before_tile), ("after", after_tile)):

@@ -9,6 +9,7 @@ the project's stacked tile (uint16 DN, nodata 0, COG), clipped to the area.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
@@ -154,9 +155,6 @@ def composite(
     modifier: Callable | None = None,
 ) -> dict[str, Any]:
     """Search, mask clouds/shadows with SCL, take the per-pixel median, write a COG tile."""
-    import odc.stac
-    from odc.geo.geobox import GeoBox
-
     area = area_geometry(area_path)
     items = search(stac_url, collection, area, start, end, max_cloud, modifier)
     if not items:
@@ -165,6 +163,45 @@ def composite(
             f"no {collection} items at {stac_url} for the area between {start} and {end}"
             + (f" with cloud cover <= {max_cloud}%" if max_cloud is not None else ""),
         )
+    stats = write_median(
+        items,
+        area,
+        out,
+        scene_id=f"composite_{start}_{end}",
+        stac_url=stac_url,
+        bands=bands,
+        resolution=resolution,
+        resampling=resampling,
+        progress=progress,
+    )
+    if stats["valid_fraction"] == 0:
+        Path(out).unlink(missing_ok=True)
+        raise AsmSpotterError(
+            Reason.ALL_NODATA, "every pixel of the area is cloud, shadow or nodata on every date"
+        )
+    return stats
+
+
+def write_median(
+    items: Sequence[Any],
+    area: BaseGeometry,
+    out: str | Path,
+    *,
+    scene_id: str,
+    stac_url: str = "",
+    bands: Sequence[str] = SENTINEL2_L2A.default_stack,
+    resolution: float = 10.0,
+    resampling: str = "nearest",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The per-pixel median of the SCL-clear observations of ``items`` over ``area`` (WGS84) as
+    a stacked COG tile; pixels never seen clear are nodata. One item: that acquisition, masked.
+
+    Returns items, dates, size, CRS and ``valid_fraction`` (share of the area seen clear).
+    """
+    import odc.stac
+    from odc.geo.geobox import GeoBox
+
     grid = output_grid(items, area, resolution)
     keys = [asset_key(items[0], b) for b in bands]
     scl = asset_key(items[0], "SCL")
@@ -193,7 +230,7 @@ def composite(
         grid,
         bands,
         SENTINEL2_L2A.name,
-        scene_id=f"composite_{start}_{end}",
+        scene_id=scene_id,
         datetime=stamp,
         extra_tags={"ASMSPOTTER_ITEMS": ",".join(i.id for i in items), "ASMSPOTTER_STAC": stac_url},
     ) as writer:
@@ -213,7 +250,8 @@ def composite(
                 dn = block[key].values.astype(np.float64)
                 ok = clear & (dn > 0)
                 dn = np.where(ok, dn + day_offsets[:, None, None], np.nan)
-                with np.errstate(all="ignore"):
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: never seen clear
                     med = np.nanmedian(dn, axis=0) if dn.shape[0] else dn[0]
                 good = np.isfinite(med) & inside
                 out_dn[b][good] = np.clip(np.rint(med[good]), 1, 65535).astype(np.uint16)
@@ -221,11 +259,6 @@ def composite(
             all_ok = (out_dn > 0).all(axis=0)
             valid_px += int(all_ok.sum())
             obs_px += int(inside.sum())
-    if valid_px == 0:
-        Path(out).unlink(missing_ok=True)
-        raise AsmSpotterError(
-            Reason.ALL_NODATA, "every pixel of the area is cloud, shadow or nodata on every date"
-        )
     return {
         "items": [i.id for i in items],
         "dates": [t.date().isoformat() for t in times],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date as Date
 from typing import Any
@@ -16,7 +16,7 @@ from imagery.geometry import WGS84, as_crs, reproject, utm_crs_for
 from imagery.vector import Features
 from monitoring.compliance import Zones, classify, is_alert
 from monitoring.store import Store
-from monitoring.tracking import PRESENT, mined_area_m2, track
+from monitoring.tracking import PRESENT, STATUSES, mined_area_m2, track
 
 
 @dataclass
@@ -31,6 +31,7 @@ class RunSummary:
     alerts: int
     crs: str
     statuses: dict[str, str] = field(default_factory=dict)  # site_id -> status
+    detections: dict[str, dict[str, Any]] = field(default_factory=dict)  # site_id -> properties
 
 
 def iso_date(text: str) -> str:
@@ -60,8 +61,19 @@ def polygons_wgs84(features: Features) -> tuple[list[BaseGeometry], list[dict[st
     return geoms, props
 
 
-def record_run(
+def record_run(store: Store, *args: Any, **kwargs: Any) -> RunSummary:
+    """Track ``detections`` against the area's previous run and store the result, in one
+    transaction (arguments as ``record_run_in``).
+
+    Re-running the same area, scene and date replaces that run instead of adding one.
+    """
+    with store.transaction() as cur:
+        return record_run_in(store, cur, *args, **kwargs)
+
+
+def record_run_in(
     store: Store,
+    cur: Any,
     area: str,
     scene_id: str,
     date: str,
@@ -77,67 +89,73 @@ def record_run(
     min_overlap: float = 0.1,
     tolerance_m: float = 0.0,
     inside_fraction: float = 0.5,
+    visible: Callable[[BaseGeometry], bool] | None = None,
 ) -> RunSummary:
-    """Track ``detections`` against the area's previous run and store the result.
+    """``record_run`` inside the caller's transaction ``cur``.
 
-    Re-running the same area, scene and date replaces that run instead of adding one.
+    ``visible(site_wgs84)`` says whether a site's place was seen clear in this scene; a site
+    that is not detected where the scene did not see the ground is ``obscured`` (it keeps its
+    last known state) instead of ``gone`` or ``merged``. Without it every place counts as seen.
     """
     date = iso_date(date)
     current, props = polygons_wgs84(detections)
-    with store.transaction() as cur:
-        store.lock_area(cur, area)
-        previous_run = store.previous_run(cur, area, date)
-        if previous_run is not None and previous_run.crs:
-            work = as_crs(previous_run.crs)
-        else:
-            anchor = shapely.union_all(current).centroid if current else None
-            work = utm_crs_for(anchor.x, anchor.y) if anchor else as_crs(3857)
-        run, rerun = store.upsert_run(
-            cur,
-            area=area,
-            scene_id=scene_id,
-            date=date,
-            model_version=model_version,
-            weights_sha256=weights_sha256,
-            tile=tile,
-            source=source,
-            crs=work.to_string(),
-        )
-        prev = []
-        if previous_run is not None:
-            prev = [o for o in store.observations(previous_run.id, cur) if o.status in PRESENT]
-        prev_ids = {o.site_id: o.geometry for o in prev}
-        tracked = track(
-            [(o.site_id, reproject(o.geometry, WGS84, work)) for o in prev],
-            [reproject(g, WGS84, work) for g in current],
-            grow_fraction=grow_fraction,
-            min_overlap=min_overlap,
-            tolerance_m=tolerance_m,
-        )
-        fresh = [t for t in tracked if t.site_id is None]
-        new_ids = store.new_site_ids(cur, area, run.id, len(fresh))
-        for t, site_id in zip(fresh, new_ids, strict=True):
-            t.site_id = site_id
-        conc = Zones.from_features(concessions, work) if concessions else Zones([], [])
-        prot = Zones.from_features(protected, work) if protected else Zones([], [])
-        rows = []
+    store.lock_area(cur, area)
+    previous_run = store.previous_run(cur, area, date)
+    if previous_run is not None and previous_run.crs:
+        work = as_crs(previous_run.crs)
+    else:
+        anchor = shapely.union_all(current).centroid if current else None
+        work = utm_crs_for(anchor.x, anchor.y) if anchor else as_crs(3857)
+    run, rerun = store.upsert_run(
+        cur,
+        area=area,
+        scene_id=scene_id,
+        date=date,
+        model_version=model_version,
+        weights_sha256=weights_sha256,
+        tile=tile,
+        source=source,
+        crs=work.to_string(),
+    )
+    prev = []
+    if previous_run is not None:
+        prev = [o for o in store.observations(previous_run.id, cur) if o.status in PRESENT]
+    prev_ids = {o.site_id: o.geometry for o in prev}
+    tracked = track(
+        [(o.site_id, reproject(o.geometry, WGS84, work)) for o in prev],
+        [reproject(g, WGS84, work) for g in current],
+        grow_fraction=grow_fraction,
+        min_overlap=min_overlap,
+        tolerance_m=tolerance_m,
+    )
+    if visible is not None:
         for t in tracked:
-            j = t.detection_index
-            wgs = current[j] if j is not None else prev_ids[t.site_id]
-            score = props[j].get("score") if j is not None else None
-            rows.append(
-                {
-                    "run_id": run.id,
-                    "site_id": t.site_id,
-                    "status": t.status,
-                    "area_m2": t.area_m2,
-                    "previous_area_m2": t.previous_area_m2,
-                    "score": float(score) if isinstance(score, int | float) else None,
-                    "geometry": wgs,
-                    **classify(t.geometry, conc, prot, inside_fraction),
-                }
-            )
-        store.add_observations(cur, rows)
+            if t.status in ("gone", "merged") and not visible(prev_ids[t.site_id]):
+                t.status = "obscured"
+    fresh = [t for t in tracked if t.site_id is None]
+    new_ids = store.new_site_ids(cur, area, run.id, len(fresh))
+    for t, site_id in zip(fresh, new_ids, strict=True):
+        t.site_id = site_id
+    conc = Zones.from_features(concessions, work) if concessions else Zones([], [])
+    prot = Zones.from_features(protected, work) if protected else Zones([], [])
+    rows = []
+    for t in tracked:
+        j = t.detection_index
+        wgs = current[j] if j is not None else prev_ids[t.site_id]
+        score = props[j].get("score") if j is not None else None
+        rows.append(
+            {
+                "run_id": run.id,
+                "site_id": t.site_id,
+                "status": t.status,
+                "area_m2": t.area_m2,
+                "previous_area_m2": t.previous_area_m2,
+                "score": float(score) if isinstance(score, int | float) else None,
+                "geometry": wgs,
+                **classify(t.geometry, conc, prot, inside_fraction),
+            }
+        )
+    store.add_observations(cur, rows)
     counts = Counter(r["status"] for r in rows)
     return RunSummary(
         run_id=run.id,
@@ -145,11 +163,14 @@ def record_run(
         date=date,
         scene_id=scene_id,
         rerun=rerun,
-        counts={s: counts.get(s, 0) for s in (*PRESENT, "gone", "merged")},
+        counts={s: counts.get(s, 0) for s in STATUSES},
         mined_area_m2=mined_area_m2([t.geometry for t in tracked if t.status in PRESENT]),
         alerts=sum(is_alert(r["status"], r["compliance"]) for r in rows),
         crs=work.to_string(),
         statuses={r["site_id"]: r["status"] for r in rows},
+        detections={
+            t.site_id: props[t.detection_index] for t in tracked if t.detection_index is not None
+        },
     )
 
 

@@ -235,6 +235,9 @@ ALERT_COLUMNS = (
     "site_id", "date", "status", "compliance", "area_m2", "previous_area_m2",
     "concession_fraction", "protected_fraction", "concessions", "protected_areas", "scene_id",
     "model_version", "weights_sha256", "evidence",
+    # early warning (asmspotter watch): the alert's identity, state and times, and its review
+    "alert_id", "state", "confidence", "acquired", "raised_at", "acquisition_to_alert_s",
+    "found_to_alert_s", "review", "review_reason",
 )  # fmt: skip
 
 

@@ -85,3 +85,39 @@ def build_report(
         writer.writerows((d, round(a, 1)) for d, a in series)
     paths["mined_area_csv"] = out / "mined_area.csv"
     return paths
+
+
+def watch_alert_rows(store: Store, area: str) -> list[tuple[Any, dict[str, Any]]]:
+    """Every alert of a watched area as (WGS84 geometry, properties) with its site's review."""
+    from monitoring.alerts import latency, load_alerts, site_states
+
+    with store.transaction() as cur:
+        alerts = load_alerts(store, cur, area)
+        states = site_states(store, cur, area)
+    rows = []
+    for a in alerts:
+        site = states.get(a.site_id, {})
+        props = {k: v for k, v in a.facts.items() if not k.endswith("_tile")}
+        props.update(
+            alert_id=a.alert_id,
+            site_id=a.site_id,
+            status=a.kind,
+            state=a.state,
+            confidence=a.confidence,
+            compliance=a.compliance,
+            acquired=a.acquired,
+            raised_at=a.raised_at,
+            review=site.get("review"),
+            review_reason=site.get("review_reason"),
+            **latency(a),
+        )
+        rows.append((a.geometry, props))
+    return rows
+
+
+def build_watch_report(store: Store, area: Any, out_dir: str | Path) -> list[Path]:
+    """``alerts.csv`` and ``alerts.geojson`` of a watched area under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = watch_alert_rows(store, area.name)
+    return list(write_alerts(rows, out))

@@ -67,7 +67,45 @@ def _schema(d: Dialect) -> list[str]:
             compliance TEXT, concession_fraction DOUBLE PRECISION,
             protected_fraction DOUBLE PRECISION, concessions TEXT, protected_areas TEXT,
             score DOUBLE PRECISION, geom {d.geom_type}, PRIMARY KEY (run_id, site_id))""",
+        *_watch_schema(d),
         *d.extra_ddl,
+    ]
+
+
+def _watch_schema(d: Dialect) -> list[str]:
+    """Early warning (``asmspotter watch``): watched areas, processed acquisitions, per-site
+    state (confidence, last clear view, review), alerts and their webhook outbox, reviews."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS watch_areas (
+            name TEXT PRIMARY KEY, geom {d.geom_type}, config TEXT NOT NULL, created TEXT,
+            last_seen TEXT, last_checked TEXT)""",
+        """CREATE TABLE IF NOT EXISTS watch_scenes (
+            area TEXT NOT NULL, acquisition_id TEXT NOT NULL, acquired TEXT NOT NULL,
+            items TEXT, published TEXT, run_id INTEGER, tile TEXT,
+            clear_fraction DOUBLE PRECISION, started TEXT, done TEXT,
+            PRIMARY KEY (area, acquisition_id))""",
+        """CREATE TABLE IF NOT EXISTS site_state (
+            area TEXT NOT NULL, site_id TEXT NOT NULL, label TEXT, confidence TEXT,
+            clear_views INTEGER NOT NULL DEFAULT 0, first_seen TEXT, last_seen TEXT,
+            last_clear TEXT, last_clear_scene TEXT, last_clear_tile TEXT, review TEXT,
+            review_reason TEXT, reviewed_at TEXT, PRIMARY KEY (area, site_id))""",
+        f"""CREATE TABLE IF NOT EXISTS alerts (
+            alert_id TEXT PRIMARY KEY, area TEXT NOT NULL, site_id TEXT NOT NULL,
+            kind TEXT NOT NULL, state TEXT NOT NULL, confidence TEXT NOT NULL,
+            compliance TEXT, run_id INTEGER, scene_id TEXT, date TEXT, acquired TEXT,
+            published TEXT, detected TEXT, raised_at TEXT, confirmed_at TEXT,
+            withdrawn_at TEXT, views INTEGER NOT NULL DEFAULT 1, facts TEXT,
+            geom {d.geom_type})""",
+        """CREATE TABLE IF NOT EXISTS deliveries (
+            alert_id TEXT NOT NULL REFERENCES alerts(alert_id), event TEXT NOT NULL,
+            created TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_attempt TEXT,
+            last_error TEXT, lease_owner TEXT, lease_until TEXT, delivered_at TEXT,
+            PRIMARY KEY (alert_id, event))""",
+        f"""CREATE TABLE IF NOT EXISTS reviews (
+            area TEXT NOT NULL, site_id TEXT NOT NULL, alert_id TEXT, task_id INTEGER NOT NULL,
+            annotation_id INTEGER NOT NULL, decision TEXT NOT NULL, reason TEXT, label TEXT,
+            reviewer TEXT, reviewed_at TEXT, geom {d.geom_type},
+            PRIMARY KEY (task_id, annotation_id))""",
     ]
 
 
@@ -157,6 +195,21 @@ class Store:
         cur.execute(self._sql(sql), tuple(params))
         return cur
 
+    def fetch(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts; a ``geom`` column (select it as ``{geom} AS geom``) becomes shapely."""
+        cur = self.execute(cur, sql.replace("{geom}", self.dialect.geom_out), params)
+        names = [c[0] for c in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        for row in rows:
+            if row.get("geom") is not None:
+                row["geom"] = shapely.from_wkb(bytes(row["geom"]))
+        return rows
+
+    @staticmethod
+    def wkb(geom: BaseGeometry | None) -> bytes | None:
+        """A geometry as the parameter of a ``{g}`` placeholder."""
+        return None if geom is None else shapely.to_wkb(geom, output_dimension=2)
+
     def lock_area(self, cur: Any, area: str) -> None:
         """Serialise runs of one area across users until the transaction ends (PostGIS)."""
         if self.dialect is POSTGIS:
@@ -239,10 +292,7 @@ class Store:
         cols = ", ".join((*OBS_FIELDS, "geom"))
         marks = ", ".join(["{p}"] * len(OBS_FIELDS) + ["{g}"])
         sql = self._sql(f"INSERT INTO observations ({cols}) VALUES ({marks})")
-        params = [
-            (*(r.get(f) for f in OBS_FIELDS), shapely.to_wkb(r["geometry"], output_dimension=2))
-            for r in rows
-        ]
+        params = [(*(r.get(f) for f in OBS_FIELDS), self.wkb(r["geometry"])) for r in rows]
         if params:
             cur.executemany(sql, params)
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-PRESENT = ("new", "grown", "unchanged", "split")
+# ``obscured``: not detected where the scene did not see the ground (cloud, shadow, nodata); the
+# site keeps its last known state (set by the caller, see ``monitoring.monitor.record_run_in``).
+PRESENT = ("new", "grown", "unchanged", "split", "obscured")
 STATUSES = (*PRESENT, "gone", "merged")
 ALERT_STATUSES = ("new", "grown")
 

@@ -3,6 +3,8 @@
 ``build_items`` turns the real Earth Search tile folder into STAC items whose asset hrefs are local
 file paths (with proj:shape/transform read from the files) and derives a second, modified date
 (other DNs, a cloud and a shadow patch in SCL) so a composite has something to take a median of.
+``derive_item`` makes further acquisitions from an item's files (painted changes, SCL clouds) and
+``StacServer.add_items`` publishes them while the server runs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ CLOUD_BOX = (slice(100, 220), slice(150, 300))  # SCL pixels (rows, cols) set to
 SHADOW_BOX = (slice(300, 360), slice(50, 140))  # ... set to 3 (cloud shadow)
 
 
-def _item_from_folder(folder: Path) -> dict[str, Any]:
+def item_from_folder(folder: Path) -> dict[str, Any]:
     src = next(p for p in folder.glob("*.json") if "assets" in json.loads(p.read_text()))
     item = json.loads(src.read_text())
     item["collection"] = COLLECTION
@@ -72,13 +75,51 @@ def derive_second_date(item: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     return second
 
 
+def derive_item(
+    item: dict[str, Any],
+    out_dir: Path,
+    item_id: str,
+    when: str,
+    paint: list[tuple[Any, dict[str, int]]] = (),
+    scl: list[tuple[Any, int]] = (),
+) -> dict[str, Any]:
+    """A new acquisition made from ``item``'s files: ``paint`` [(WGS84 polygon, {asset: DN})]
+    writes those DNs under each polygon (e.g. a pond dug since), ``scl`` [(polygon, class)] sets
+    the scene classification there (9 cloud, 3 shadow, 0 no data). Published ``created`` now."""
+    from rasterio.features import geometry_mask
+
+    from imagery.geometry import WGS84, reproject
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    new = copy.deepcopy(item)
+    new["id"] = item_id
+    new["properties"]["datetime"] = when
+    new["properties"]["created"] = datetime.now(UTC).isoformat()
+    for key, asset in new["assets"].items():
+        src_path = Path(item["assets"][key]["href"].removeprefix("file://"))
+        with rasterio.open(src_path) as src:
+            data, profile = src.read(1), src.profile
+            crs, transform = src.crs, src.transform
+        changes = [(g, v[key]) for g, v in paint if key in v] if key != "scl" else list(scl)
+        for geom, value in changes:
+            local = reproject(geom, WGS84, crs)
+            inside = ~geometry_mask([local], data.shape, transform, all_touched=True)
+            data[inside & (data > 0) if key != "scl" else inside] = value
+        dst_path = out_dir / src_path.name
+        profile.update(driver="GTiff")
+        with rasterio.open(dst_path, "w", **profile) as dst:
+            dst.write(data, 1)
+        asset["href"] = dst_path.resolve().as_uri()
+    return new
+
+
 def item_nodata(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read(1) == 0
 
 
 def build_items(folder: Path, work: Path) -> list[dict[str, Any]]:
-    first = _item_from_folder(folder)
+    first = item_from_folder(folder)
     return [first, derive_second_date(first, work / "second")]
 
 
@@ -116,8 +157,9 @@ class StacServer:
     """stac-fastapi-pgstac under uvicorn on 127.0.0.1, serving ``items``."""
 
     def __init__(self, cluster: Cluster, items: list[dict[str, Any]], log: Path) -> None:
-        db = "stac"
-        load_pgstac(cluster.create_db(db), items)
+        db = f"stac{free_port()}"
+        self.dsn = cluster.create_db(db)
+        load_pgstac(self.dsn, items)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -150,6 +192,14 @@ class StacServer:
             stderr=subprocess.STDOUT,
         )
         self._wait()
+
+    def add_items(self, items: list[dict[str, Any]]) -> None:
+        """Publish more items (e.g. a new acquisition between two passes of ``watch run``)."""
+        from pypgstac.db import PgstacDB
+        from pypgstac.load import Loader, Methods
+
+        with PgstacDB(dsn=self.dsn) as db:
+            Loader(db).load_items(iter(items), Methods.upsert)
 
     def _wait(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from imagery import feedback
+from imagery.errors import AsmSpotterError
 from imagery.geometry import WGS84
 from monitoring.acquisition import Acquisition, ClearView, new_acquisitions, write_view
 from monitoring.alerts import (
@@ -67,6 +69,7 @@ class ViewResult:
 class PassResult:
     views: list[ViewResult] = field(default_factory=list)
     deliveries: DeliveryReport | None = None
+    errors: list[tuple[str, AsmSpotterError]] = field(default_factory=list)  # area, error
 
     def summary(self) -> str:
         done = [v for v in self.views if not v.skipped]
@@ -102,7 +105,7 @@ def run_pass(
     *,
     force: bool = False,
     deliver: bool = True,
-    log: Log = print,
+    log: Log = feedback.step,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PassResult:
     """One pass over the watched areas (all, or ``names``); areas not due are skipped unless
@@ -114,14 +117,18 @@ def run_pass(
         if not force and not area.due(now):
             log(f"{area.name}: not due (checked {area.last_checked}, every {area.cadence_hours} h)")
             continue
-        with store.transaction() as cur:
-            done = done_items(store, cur, area.name)
-        acquisitions = new_acquisitions(area, done)
-        log(f"{area.name}: {len(acquisitions)} new acquisition(s)")
-        for acq in acquisitions:
-            view = process_acquisition(store, area, acq, detector, Path(data_dir))
-            result.views.append(view)
-            log(_describe(view))
+        try:
+            with store.transaction() as cur:
+                done = done_items(store, cur, area.name)
+            acquisitions = new_acquisitions(area, done)
+            log(f"{area.name}: {len(acquisitions)} new acquisition(s)")
+            for acq in acquisitions:
+                view = process_acquisition(store, area, acq, detector, Path(data_dir))
+                result.views.append(view)
+                log(_describe(view))
+        except AsmSpotterError as exc:  # one area's trouble (STAC down, bad imagery) stops
+            result.errors.append((area.name, exc))  # only that area; the rest goes on
+            continue
         mark_checked(store, area.name, now_iso())
     if deliver:
         result.deliveries = deliver_pending(store, {a.name: a for a in areas}, log, sleep)
@@ -132,13 +139,20 @@ def _describe(view: ViewResult) -> str:
     if view.skipped:
         return f"  {view.date} {view.acquisition_id}: done by another process"
     counts = ", ".join(f"{k} {v}" for k, v in view.counts.items() if v) or "no sites"
-    text = f"  {view.date} {view.acquisition_id}: {view.clear_fraction:.0%} clear; {counts}"
-    for a in view.alerts:
-        times = latency(a)
-        took = times["found_to_alert_s"]
-        text += f"\n    alert {a.alert_id}: {a.kind} {a.state} ({a.confidence}, {a.compliance})" + (
-            f"; found->alert {took:.1f} s" if took is not None and a.raised_at else ""
-        )
+    return f"  {view.date} {view.acquisition_id}: {view.clear_fraction:.0%} clear; {counts}"
+
+
+def describe_alert(alert: Alert) -> str:
+    """One line per alert a view raised or changed, with the time from acquisition to alert."""
+    text = (
+        f"alert {alert.alert_id}: {alert.kind} site, {alert.state} ({alert.confidence}, "
+        f"{alert.compliance})"
+    )
+    times = latency(alert)
+    if alert.state == "raised" and times["found_to_alert_s"] is not None:
+        text += f"; found->alert {times['found_to_alert_s']:.1f} s"
+        if times["published_to_alert_s"] is not None:
+            text += f", published->alert {times['published_to_alert_s']:.1f} s"
     return text
 
 

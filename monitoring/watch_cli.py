@@ -182,10 +182,11 @@ class _Stop:
 def _run(args: argparse.Namespace) -> int:
     from imagery.errors import AsmSpotterError
     from monitoring.store import Store
-    from monitoring.watch import run_pass, write_outputs
+    from monitoring.watch import describe_alert, run_pass, write_outputs
 
     stop = _Stop() if args.loop else None
     detector = _detector(args)
+    failed = False
     try:
         with Store(args.store) as store:
             while True:
@@ -203,10 +204,16 @@ def _run(args: argparse.Namespace) -> int:
                         raise
                     print(f"error [{exc.reason.value}]: {exc}", file=sys.stderr, flush=True)
                 else:
+                    for view in result.views:
+                        for alert in view.alerts:
+                            print(describe_alert(alert), flush=True)
                     if args.out:
                         for path in write_outputs(store, args.out, args.areas):
-                            print(f"  wrote {path}")
+                            print(f"wrote {path}")
                     print(result.summary(), flush=True)
+                    for name, exc in result.errors:
+                        print(f"error [{exc.reason.value}]: {name}: {exc}", file=sys.stderr)
+                    failed = bool(result.errors)
                 if not args.loop or stop is None:
                     break
                 stop.sleep(args.interval)
@@ -214,4 +221,4 @@ def _run(args: argparse.Namespace) -> int:
                     break
     finally:
         detector.close()
-    return 0
+    return 2 if failed else 0

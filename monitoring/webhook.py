@@ -31,6 +31,7 @@ from typing import Any
 from shapely.geometry import mapping
 
 from asmspotter import __version__
+from imagery import feedback
 from monitoring.alerts import Alert, latency, load_alerts, write_evidence
 from monitoring.areas import WatchedArea, now_iso
 from monitoring.store import Store
@@ -175,7 +176,7 @@ def _finish(store: Store, alert_id: str, event: str, delivered: bool) -> None:
 def deliver_pending(
     store: Store,
     areas: dict[str, WatchedArea],
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = feedback.step,
     sleep: Callable[[float], None] | None = None,
 ) -> DeliveryReport:
     """Send every undelivered message of ``areas``, oldest first."""

@@ -57,7 +57,9 @@ def stac(postgis_cluster, acquisitions, tmp_path_factory):
 def detection_server():
     from service.server import DetectionServer, ServerConfig
 
-    srv = DetectionServer(ServerConfig(address="127.0.0.1:0"), model=WaterIndexModel(chip_size=64))
+    model = WaterIndexModel(chip_size=64)
+    model.info["gsd_m"] = 100.0  # a rule, not a trained net: it reads the 100 m sample as is
+    srv = DetectionServer(ServerConfig(address="127.0.0.1:0"), model=model)
     srv.start()
     srv.load()
     yield f"127.0.0.1:{srv.port}"
@@ -169,7 +171,7 @@ def test_new_site_alerts_once_and_clouds_are_not_gone(
     # 3. Nothing new: nothing processed, nothing sent again.
     run_all()
     assert all(len(h.received) == 1 for h in hooks.values())
-    assert "0 new acquisition(s)" in capsys.readouterr().out
+    assert "wadi: 0 new acquisition(s)" in capsys.readouterr().err
 
     # 4. A second clear view confirms N1: the same alert, confirmed (and raised under the strict
     # rule); P3 stays gone, the clouded sites are seen again.
@@ -318,3 +320,29 @@ def test_killed_pass_restarts_without_repeats(stac, acquisitions, detection_serv
     assert again[1]["attempt"] == again[0]["attempt"] + 1
     assert len(hook.accepted) == 3
     hook.stop()
+
+
+def test_bad_input_is_one_line(zones, tmp_path, capsys):
+    area, conc, _ = zones
+    store = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    base = ["watch", "add", "x", "--store", store, "--stac-url", "http://127.0.0.1:1/"]
+    assert main([*base, "--area", str(tmp_path / "missing.geojson")]) == 2
+    assert capsys.readouterr().err.startswith("error [FILE_NOT_FOUND]")
+    assert main([*base, "--area", str(area), "--confirm-views", "0"]) == 2
+    assert "confirm_views must be >= 1" in capsys.readouterr().err
+    assert main(["watch", "remove", "nowhere", "--store", store]) == 2
+    assert "no watched area named nowhere" in capsys.readouterr().err
+    # An unreachable STAC API stops that area's pass only; the command says so and exits 2.
+    assert main([*base, "--area", str(area), "--since", "2020-01-01"]) == 0
+    assert main(["watch", "add", "y", *base[3:], "--area", str(area)]) == 0
+    capsys.readouterr()
+    args = ["watch", "run", "--store", store, "--server", "127.0.0.1:1", "--data-dir",
+            str(tmp_path)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    assert [line.split(":")[0] for line in lines] == ["error [INVALID_ARGUMENT]"] * 2
+    assert "x: STAC search at http://127.0.0.1:1/ failed" in lines[0] and "Traceback" not in err
+    assert main(["watch", "list", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert out.count("0 acquisitions") == 2 and "last seen -" in out

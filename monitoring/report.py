@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+import shapely
 from PIL import Image
+from rasterio import warp
 from rasterio.enums import Resampling
+from rasterio.transform import Affine
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from imagery.geometry import WGS84, as_crs, reproject, to_pixel_space, utm_crs_for
+from imagery.geometry import WGS84, feature, feature_collection, reproject
 from imagery.render import composite
 from imagery.scene import Grid, iter_blocks, open_scene
 from imagery.vector import Features, read_features, write_features
-from monitoring.map_template import TEMPLATE
+from monitoring.map_page import render
 
 STATUS_COLORS = {
     "new": "#ff2d2d",
@@ -31,6 +32,7 @@ STATUS_COLORS = {
     "split": "#c77dff",
     "merged": "#9aa0a6",
     "gone": "#6c757d",
+    "obscured": "#5dade2",
     "detected": "#ff2d2d",
 }
 
@@ -59,8 +61,9 @@ def as_sites(sites: Any, crs: Any = WGS84) -> list[Site]:
     return out
 
 
-def preview_rgb(tile: str | Path, max_px: int = 1600) -> tuple[np.ndarray, Grid]:
-    """A true-colour picture of a scene at most ``max_px`` wide/high, and the scene's grid."""
+def preview_rgba(tile: str | Path, max_px: int = 1600) -> tuple[np.ndarray, Grid]:
+    """A true-colour picture of a scene at most ``max_px`` wide/high (alpha 0 on nodata), and
+    the picture's grid (the scene's CRS, a coarser transform)."""
     with open_scene(tile) as scene:
         grid, rgb_bands = scene.grid, scene.sensor.rgb_bands
         step = max(1, -(-max(grid.width, grid.height) // max_px))
@@ -72,13 +75,46 @@ def preview_rgb(tile: str | Path, max_px: int = 1600) -> tuple[np.ndarray, Grid]
                     idx, out_shape=(3, h, w), masked=True, resampling=Resampling.nearest
                 )
             values = data.astype(np.float32).filled(np.nan)
-            return composite(values, rgb_bands, rgb_bands), grid
-        values = np.full((len(scene.bands), h, w), np.nan, np.float32)
-        for win, block in iter_blocks(scene, 1024 - 1024 % step):
-            r0, c0 = -(-int(win.row_off) // step), -(-int(win.col_off) // step)
-            sub = block[:, (-int(win.row_off)) % step :: step, (-int(win.col_off)) % step :: step]
-            values[:, r0 : r0 + sub.shape[1], c0 : c0 + sub.shape[2]] = sub
-        return composite(values, scene.bands, rgb_bands), grid
+            bands: Sequence[str] = rgb_bands
+        else:
+            values = np.full((len(scene.bands), h, w), np.nan, np.float32)
+            for win, block in iter_blocks(scene, 1024 - 1024 % step):
+                r0, c0 = -(-int(win.row_off) // step), -(-int(win.col_off) // step)
+                sub = block[
+                    :, (-int(win.row_off)) % step :: step, (-int(win.col_off)) % step :: step
+                ]
+                values[:, r0 : r0 + sub.shape[1], c0 : c0 + sub.shape[2]] = sub
+            bands = scene.bands
+    rgb = composite(values, bands, rgb_bands)
+    idx = [list(bands).index(b) for b in rgb_bands]
+    alpha = np.isfinite(values[idx]).all(axis=0).astype(np.uint8) * 255
+    transform = grid.transform * Affine.scale(grid.width / w, grid.height / h)
+    return np.dstack([rgb, alpha]), Grid(grid.crs, transform, w, h)
+
+
+def web_mercator(rgba: np.ndarray, grid: Grid) -> tuple[np.ndarray, list[list[float]]]:
+    """Warp a picture onto Web Mercator (Leaflet's projection, so an image overlay lands
+    exactly) and return it with its bounds [[south, west], [north, east]] in degrees."""
+    dst_crs = "EPSG:3857"
+    transform, width, height = warp.calculate_default_transform(
+        grid.crs, dst_crs, grid.width, grid.height, *grid.bounds
+    )
+    out = np.zeros((4, height, width), np.uint8)
+    for band in range(4):
+        warp.reproject(
+            np.ascontiguousarray(rgba[:, :, band]),
+            out[band],
+            src_transform=grid.transform,
+            src_crs=grid.crs,
+            dst_transform=transform,
+            dst_crs=dst_crs,
+            resampling=Resampling.nearest,
+        )
+    west, north = transform * (0, 0)
+    east, south = transform * (width, height)
+    box_wgs = reproject(shapely.box(west, south, east, north), dst_crs, WGS84)
+    w, s, e, n = box_wgs.bounds
+    return np.moveaxis(out, 0, -1), [[s, w], [n, e]]
 
 
 def png_data_uri(rgb: np.ndarray) -> str:
@@ -87,16 +123,11 @@ def png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _svg_path(geom: BaseGeometry) -> str:
-    parts = []
-    for poly in getattr(geom, "geoms", [geom]):
-        if poly.geom_type != "Polygon":
-            continue
-        for ring in (poly.exterior, *poly.interiors):
-            xy = np.asarray(ring.coords)[:, :2]
-            pts = " L".join(f"{x:.1f} {y:.1f}" for x, y in xy[:-1])
-            parts.append(f"M{pts}Z")
-    return "".join(parts)
+def file_data_uri(path: str | Path | None) -> str | None:
+    """A PNG file as a data URI (None when there is none)."""
+    if not path or not Path(path).is_file():
+        return None
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
 def _plain(props: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +136,14 @@ def _plain(props: dict[str, Any]) -> dict[str, Any]:
         for k, v in props.items()
         if isinstance(v, str | int | float | bool) or v is None
     }
+
+
+def _collection(items: Iterable[Site], extra: Sequence[dict[str, Any]] | None = None) -> dict:
+    features = []
+    for k, (geom, props) in enumerate(items):
+        merged = {**_plain(props), **(extra[k] if extra else {})}
+        features.append(feature(geom, merged))
+    return feature_collection(features)
 
 
 def write_html_map(
@@ -116,76 +155,69 @@ def write_html_map(
     concessions: Any = None,
     protected: Any = None,
     base_tiles: dict[str, str | Path] | None = None,
+    alerts: Sequence[Site] | None = None,
     title: str = "ASM sites",
     max_px: int = 1600,
 ) -> Path:
-    """Write a self-contained HTML map and return its path.
+    """Write a self-contained HTML map (Leaflet, inlined; ``monitoring.map_page``).
 
     ``sites``: GeoJSON FeatureCollection (dict or path), ``Features`` or (geometry, properties)
-    pairs; properties ``status`` and ``date`` pick colour and date-slider step. ``tile_path``: the
-    scene drawn as the base layer (true colour); ``base_tiles`` maps dates to per-date scenes for
-    the slider. Without any tile the map frames the sites on a dark background.
+    pairs; properties ``status`` and ``date`` pick colour and date. ``tile_path``: the scene drawn
+    as the picture; ``base_tiles`` maps dates to per-date scenes (one base layer each).
+    ``alerts``: (geometry, properties) pairs; properties ``before_chip``/``after_chip`` (PNG
+    paths) give the popup's before/after view, ``review``/``review_reason`` its review state.
     """
     site_list = as_sites(sites, sites_crs)
     zones = {
         name: as_sites(z) if z is not None else []
         for name, z in (("concessions", concessions), ("protected", protected))
     }
+    alert_list = list(alerts or [])  # WGS84
     tiles = {d: t for d, t in (base_tiles or {}).items() if t}
-    if tile_path:
-        tiles.setdefault("", tile_path)
-    images: list[str] = []  # each distinct tile once
-    bases: dict[str, int] = {}
-    seen: dict[str, int] = {}
-    frame: tuple[Any, tuple[float, float, float, float]] | None = None
-    for key, tile in tiles.items():
+    if tile_path and not tiles:
+        tiles[""] = tile_path
+    images: list[dict[str, Any]] = []
+    seen: dict[str, tuple[str, list]] = {}  # each distinct tile rendered once
+    for date, tile in sorted(tiles.items()):
         name = str(Path(tile).resolve())
         if name not in seen:
-            rgb, grid = preview_rgb(tile, max_px)
-            seen[name] = len(images)
-            images.append(png_data_uri(rgb))
-            if frame is None:
-                frame = (as_crs(grid.crs), grid.bounds)
-        bases[key] = seen[name]
-    if frame is None:  # no imagery: a local UTM frame around everything
-        geoms = [g for g, _ in site_list] + [g for z in zones.values() for g, _ in z]
-        if not geoms:
-            raise ValueError("nothing to map: no sites, zones or tile")
-        c = geoms[0].centroid
-        crs = utm_crs_for(c.x, c.y)
-        xs0, ys0, xs1, ys1 = np.array([reproject(g, WGS84, crs).bounds for g in geoms]).T
-        pad = 0.05 * max(xs1.max() - xs0.min(), ys1.max() - ys0.min(), 100.0)
-        frame = (crs, (xs0.min() - pad, ys0.min() - pad, xs1.max() + pad, ys1.max() + pad))
-    crs, (x0, y0, x1, y1) = frame
-    scale = max_px / max(x1 - x0, y1 - y0)
-    width, height = round((x1 - x0) * scale), round((y1 - y0) * scale)
-    to_px = rasterio.transform.from_bounds(x0, y0, x1, y1, width, height)
-
-    def shapes(items: Iterable[Site]) -> list[dict[str, Any]]:
-        return [
-            {"d": _svg_path(to_pixel_space(reproject(g, WGS84, crs), to_px)), "props": _plain(p)}
-            for g, p in items
-        ]
-
-    layers = {"sites": shapes(site_list)}
-    layers.update({name: shapes(z) for name, z in zones.items() if z})
-    dates = sorted({str(p["date"]) for _, p in site_list if p.get("date")})
+            rgba, grid = preview_rgba(tile, max_px)
+            picture, bounds = web_mercator(rgba, grid)
+            seen[name] = (png_data_uri(picture), bounds)
+        url, bounds = seen[name]
+        label = f"picture {date}" if date else f"picture {Path(tile).stem}"
+        images.append({"date": date, "label": label, "url": url, "bounds": bounds})
+    frame = [g for g, _ in site_list] + [g for z in zones.values() for g, _ in z]
+    frame += [g for g, _ in alert_list]
+    if images:
+        (s0, w0), (n0, e0) = images[-1]["bounds"]
+        frame.append(shapely.box(w0, s0, e0, n0))
+    if not frame:
+        raise ValueError("nothing to map: no sites, zones or tile")
+    w, s, e, n = shapely.union_all([g.envelope for g in frame]).bounds
+    chips = [
+        {
+            "before": file_data_uri(p.get("before_chip")),
+            "after": file_data_uri(p.get("after_chip")),
+        }
+        for _, p in alert_list
+    ]
     data = {
         "title": title,
-        "width": width,
-        "height": height,
-        "dates": dates,
         "images": images,
-        "bases": bases,
-        "layers": layers,
+        "dates": sorted({str(p["date"]) for _, p in site_list if p.get("date")}),
+        "sites": _collection(site_list),
+        "alerts": _collection(
+            [(g, {k: v for k, v in p.items() if not k.endswith("_chip")}) for g, p in alert_list],
+            chips,
+        ),
+        "zones": {name: _collection(z) for name, z in zones.items()},
         "colors": STATUS_COLORS,
+        "view": [[s, w], [n, e]],
     }
-    page = TEMPLATE.replace("__TITLE__", html.escape(title)).replace(
-        "__DATA__", json.dumps(data).replace("</", "<\\/")
-    )
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    out.write_text(render(data), encoding="utf-8")
     return out
 
 

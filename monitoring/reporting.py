@@ -17,6 +17,26 @@ from monitoring.report import mined_area_svg, write_alerts, write_html_map
 from monitoring.store import Store
 
 
+def site_rows(store: Store, area: str, runs: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """Every observation of ``area`` (one row per site and run) with its run's date, scene and
+    model, and the site's state (confidence, last clear view, review) where the store has one."""
+    from monitoring.alerts import site_states
+
+    with store.transaction() as cur:
+        states = site_states(store, cur, area)
+    rows = []
+    for run in runs:
+        for o in store.observations(run.id):
+            props = {k: v for k, v in asdict(o).items() if k != "geometry"}
+            props.update(date=run.date, scene_id=run.scene_id, model_version=run.model_version)
+            state = states.get(o.site_id, {})
+            props.update(
+                {k: state.get(k) for k in ("confidence", "last_clear", "review", "review_reason")}
+            )
+            rows.append((o.geometry, props))
+    return rows
+
+
 def build_report(
     store: Store,
     area: str,
@@ -30,13 +50,8 @@ def build_report(
         raise AsmSpotterError(Reason.INVALID_ARGUMENT, f"the store has no runs for area {area!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sites, all_props = [], []
-    for run in runs:
-        for o in store.observations(run.id):
-            props = {k: v for k, v in asdict(o).items() if k != "geometry"}
-            props.update(date=run.date, scene_id=run.scene_id, model_version=run.model_version)
-            sites.append((o.geometry, props))
-            all_props.append(props)
+    sites = site_rows(store, area, runs)
+    all_props = [p for _, p in sites]
     latest = runs[-1]
     before = runs[-2] if len(runs) > 1 else None
     alerts = []
@@ -63,7 +78,18 @@ def build_report(
             out / "evidence", o.site_id, o.geometry, facts, before.tile if before else None,
             latest.tile,
         )  # fmt: skip
-        alerts.append((o.geometry, {"site_id": o.site_id, **facts, "evidence": str(folder)}))
+        alerts.append(
+            (
+                o.geometry,
+                {
+                    "site_id": o.site_id,
+                    **facts,
+                    "evidence": str(folder),
+                    "before_chip": folder / "before.png",
+                    "after_chip": folder / "after.png",
+                },
+            )
+        )
     series = mined_area_series(store, area)
     paths = {
         "map": write_html_map(
@@ -73,6 +99,7 @@ def build_report(
             concessions=concessions,
             protected=protected,
             base_tiles={r.date: r.tile for r in runs if r.tile},
+            alerts=alerts,
             title=f"ASM monitoring: {area}",
         ),
         "mined_area_svg": mined_area_svg(series, out / "mined_area.svg"),
@@ -116,8 +143,28 @@ def watch_alert_rows(store: Store, area: str) -> list[tuple[Any, dict[str, Any]]
 
 
 def build_watch_report(store: Store, area: Any, out_dir: str | Path) -> list[Path]:
-    """``alerts.csv`` and ``alerts.geojson`` of a watched area under ``out_dir``."""
+    """A watched area's ``alerts.csv``, ``alerts.geojson`` and ``map.html`` under ``out_dir``
+    (every run's sites, every alert with its before/after chips and review, the zones)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = watch_alert_rows(store, area.name)
-    return list(write_alerts(rows, out))
+    alerts = watch_alert_rows(store, area.name)
+    paths = list(write_alerts(alerts, out))
+    runs = store.runs(area.name)
+    if not runs:
+        return paths
+    for _, props in alerts:
+        folder = Path(props.get("evidence") or "")
+        props.update(before_chip=folder / "before.png", after_chip=folder / "after.png")
+    paths.append(
+        write_html_map(
+            site_rows(store, area.name, runs),
+            runs[-1].tile,
+            out / "map.html",
+            concessions=area.concessions,
+            protected=area.protected,
+            base_tiles={r.date: r.tile for r in runs if r.tile},
+            alerts=alerts,
+            title=f"ASM early warning: {area.name}",
+        )
+    )
+    return paths

@@ -1,13 +1,11 @@
-"""`asmspotter monitor run|report` on the real L2A tile; the map opened in headless Chromium."""
+"""`asmspotter monitor run|report` on the real L2A tile; the map driven in headless Chromium."""
 
 from __future__ import annotations
 
 import csv
-import html
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,14 +15,8 @@ from asmspotter.cli import main
 from imagery.geometry import reproject
 from imagery.scene import open_scene
 
+from .browser import Browser
 from .conftest import L2A_DIR
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROME_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--virtual-time-budget=3000",
-]  # fmt: skip
 
 
 def _square(cx: float, cy: float, half: float):
@@ -106,36 +98,71 @@ def test_alerts_evidence_and_plot(report):
     assert areas[1] == pytest.approx(1600**2 + 1020**2 + 900**2 + 700**2, rel=2e-3)
 
 
-def test_map_opens_offline_in_chromium(report, tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (tests/setup/system_packages.sh)")
-    page = report / "map.html"
+def _page_ok(browser: Browser, page: Path) -> None:
+    """Open ``page`` offline; nothing but the file itself and inline data may be loaded."""
     text = page.read_text()
-    assert not re.search(r"(src|href)=[\"']https?://", text), "the page must not load anything"
-    profile = tmp_path / "profile"
-    dom = subprocess.run(
-        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=90,
-    ).stdout  # fmt: skip
-    assert 'data-ready="1"' in dom, dom[-2000:]
-    assert 'id="base-image"' in dom and 'href="data:image/png;base64,' in dom
-    for layer in ("base", "sites", "concessions", "protected"):
-        assert f'id="layer-{layer}"' in dom and f'id="toggle-{layer}"' in dom
-    # Latest date shown: grown A, unchanged B, new D and E, gone C.
-    counts = dict(re.findall(r'data-status="(\w+)" data-count="(\d+)"', dom))
-    assert {k: int(v) for k, v in counts.items() if v != "0"} == {
-        "new": 2, "grown": 1, "unchanged": 1, "gone": 1,
-    }  # fmt: skip
-    assert 'data-visible-sites="5"' in dom and 'data-date="2020-03-05"' in dom
-    assert len(re.findall(r'class="site status-', dom)) == 8  # 3 + 5 observations in the page
-    assert 'class="zone zone-concessions"' in dom and 'class="zone zone-protected"' in dom
-    assert html.unescape("ASM monitoring: demo") in dom
-    shot = report / "map.png"
-    subprocess.run(
-        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,860",
-         f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, timeout=90, check=True,
-    )  # fmt: skip
+    assert not re.search(r"<script[^>]*\ssrc=|<link[^>]*\shref=|url\(['\"]?https?:", text)
+    browser.open(page.as_uri())
+    loaded = browser.requests
+    assert all(u.startswith(("file:", "data:", "about:")) for u in loaded), loaded
+
+
+def test_map_opens_offline_in_chromium(report, tmp_path):
+    page = report / "map.html"
+    browser = Browser(tmp_path / "profile")
+    try:
+        _page_ok(browser, page)
+        ev = browser.evaluate
+        labels = ev(
+            "[...document.querySelectorAll('.leaflet-control-layers label')]"
+            ".map(l => l.textContent.trim())"
+        )
+        assert labels == [
+            "picture 2020-02-19", "picture 2020-03-05", "no picture", "sites: new",
+            "sites: grown", "sites: unchanged", "sites: gone", "alerts", "concessions",
+            "protected areas",
+        ]  # fmt: skip
+        assert re.fullmatch(r"\d+ k?m", ev("document.querySelector('.leaflet-control-scale-line')"
+                                            ".textContent"))  # fmt: skip
+        # Latest date shown: grown A, unchanged B, new D and E, gone C.
+        counts = ev(
+            "Object.fromEntries([...document.querySelectorAll('.legend-row')]"
+            ".map(r => [r.dataset.status, +r.dataset.count]))"
+        )
+        assert {k: v for k, v in counts.items() if v} == {
+            "new": 2, "grown": 1, "unchanged": 1, "gone": 1,
+        }  # fmt: skip
+        assert ev("document.body.dataset.date") == "2020-03-05"
+        assert ev("document.querySelectorAll('path.site').length") == 5
+        assert ev("document.querySelectorAll('path.zone-concessions').length") == 1
+        assert ev("document.querySelectorAll('path.zone-protected').length") == 1
+        assert ev("document.querySelectorAll('.alert-marker').length") == 2
+        assert ev("document.querySelectorAll('img.base-image').length") == 1
+        # The coordinates under the cursor are the map's own.
+        browser.move(700, 450)
+        want = ev("(p => p.lat.toFixed(5) + ', ' + p.lng.toFixed(5))"
+                  "(asmMap.containerPointToLatLng([700, 450]))")  # fmt: skip
+        assert ev("document.getElementById('cursor-coords').textContent") == want
+        lat, lon = (float(v) for v in want.split(", "))
+        assert 24.2 < lat < 25.4 and -12.1 < lon < -10.8  # on the 29RKH tile
+        # Clicking an alert opens its popup: facts, review state and the before/after view.
+        browser.click(*browser.centre_of(".alert-marker"))
+        popup = ev("document.querySelector('.leaflet-popup-content .alert-popup').innerText")
+        assert "Alert: new site" in popup and "not reviewed" in popup and "2020-02-19" in popup
+        srcs = ev("[...document.querySelectorAll('.leaflet-popup-content .compare img')]"
+                  ".map(i => i.src.slice(0, 22))")  # fmt: skip
+        assert srcs == ["data:image/png;base64,"] * 2
+        ev("(s => { s.value = 20; s.dispatchEvent(new Event('input')); })"
+           "(document.querySelector('.compare-slider'))")  # fmt: skip
+        assert ev("document.querySelector('.after-wrap').style.width") == "20%"
+        shot = browser.screenshot(report / "map.png")
+        # The first date: its sites only (A, B, C new).
+        ev("(s => { s.value = '2020-02-19'; s.dispatchEvent(new Event('change')); })"
+           "(document.getElementById('date-select'))")  # fmt: skip
+        assert ev("document.body.dataset.visibleSites") == "3"
+        assert ev("document.querySelectorAll('path.status-new').length") == 3
+    finally:
+        browser.close()
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
     shutil.copy(shot, Path("/tmp/asm_monitoring_map.png"))
 
@@ -150,16 +177,19 @@ def test_demo_map_of_plain_detections(report, tmp_path):
     tile = next(report.parent.glob("tile.tif"))
     page = write_html_map(geo, tile, tmp_path / "sites.html")
     text = page.read_text()
-    assert text.count('"props": {"score": 0.9}') == 2 and "data:image/png;base64," in text
-    if CHROMIUM is None:
-        return
-    dom = subprocess.run(
-        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'p'}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=90,
-    ).stdout  # fmt: skip
-    # Sites without a status are drawn, coloured and counted as "detected".
-    assert 'data-status="detected" data-count="2"' in dom, dom[-2000:]
-    assert len(re.findall(r'class="site status-detected"', dom)) == 2
+    assert text.count('"properties": {"score": 0.9}') == 2 and "data:image/png;base64," in text
+    browser = Browser(tmp_path / "profile")
+    try:
+        _page_ok(browser, page)
+        # Sites without a status are drawn, coloured and counted as "detected".
+        rows = browser.evaluate(
+            "[...document.querySelectorAll('.legend-row')].map(r => [r.dataset.status, "
+            "r.dataset.count])"
+        )
+        assert rows == [["detected", "2"]]
+        assert browser.evaluate("document.querySelectorAll('path.status-detected').length") == 2
+    finally:
+        browser.close()
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
@@ -174,3 +204,19 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main(["monitor", "report", "--store", store, "--area", "y", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no runs for area 'y'" in err
+
+
+def test_vendored_leaflet_is_intact_and_inlined(tmp_path):
+    """The vendored files are the npm package's (SHA256SUMS) and a page needs no other file."""
+    import hashlib
+
+    from monitoring.map_page import VENDOR, render
+
+    for line in (VENDOR / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == digest, name
+    assert "BSD 2-Clause License" in (VENDOR / "LICENSE").read_text()
+    empty = {"type": "FeatureCollection", "features": []}
+    page = render({"title": "t", "images": [], "dates": [], "sites": empty, "alerts": empty,
+                   "zones": {}, "colors": {}, "view": [[0, 0], [1, 1]]})  # fmt: skip
+    assert "Leaflet 1.9.4" in page and "url(images/" not in page and "url(data:image/png" in page

@@ -1,4 +1,5 @@
-"""``asmspotter label init|import|predict|backend|export``: labelling with Label Studio."""
+"""``asmspotter label init|import|predict|backend|export|alerts|reviews``: labelling with Label
+Studio, and the review of early-warning alerts."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import argparse
 from pathlib import Path
 
 from imagery.errors import AsmSpotterError, Reason
+from labeling.config import REVIEW_TITLE
 
 TITLE_HELP = "project title (the project's identity: init is idempotent by title)"
+DEFAULT_STORE = "sqlite:///asmspotter-monitor.sqlite"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,7 +87,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--region-km", type=float, default=10.0, help="region cell size for the split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="exit 1 when anything was dropped")
-    p.set_defaults(handler=_export)
+    p.add_argument(
+        "--reviews",
+        action="store_true",
+        help="export the alert review project (title default 'ASM alert review'): confirmed and "
+        "corrected outlines as instance masks, rejections as hard negatives",
+    )
+    p.set_defaults(handler=_export, title=None)
+
+    p = sub.add_parser("alerts", help="turn raised early-warning alerts into review tasks")
+    common(p)
+    p.add_argument("--store", default=DEFAULT_STORE, help="monitoring store with the alerts")
+    p.add_argument("--area", help="only this watched area")
+    p.add_argument("--chip-size", type=int, default=64, help="smallest chip, pixels")
+    p.add_argument("--folder", type=Path, help="where chips go (default FILES_ROOT/<slug>)")
+    p.set_defaults(handler=_alerts, title=REVIEW_TITLE)
+
+    p = sub.add_parser("reviews", help="write the alert reviews into the monitoring store")
+    common(p, files=False)
+    p.add_argument("--store", default=DEFAULT_STORE, help="monitoring store with the alerts")
+    p.set_defaults(handler=_reviews, title=REVIEW_TITLE)
 
 
 def _client(args: argparse.Namespace) -> object:
@@ -180,16 +202,23 @@ def _export(args: argparse.Namespace) -> int:
     if not 0 <= args.val_fraction < 1:
         raise AsmSpotterError(Reason.INVALID_ARGUMENT, "--val-fraction must be in [0, 1)")
     ls = _client(args)
-    project_id = require_project(ls, args.title)
+    title = args.title or (REVIEW_TITLE if args.reviews else "ASM pits and ponds")
+    project_id = require_project(ls, title)
+    tasks, extra = fetch_tasks(ls, project_id), None
+    if args.reviews:
+        from labeling.reviews import training_tasks
+
+        tasks, extra = training_tasks(tasks)
     result = export_dataset(
-        fetch_tasks(ls, project_id),
+        tasks,
         args.out,
         document_root(args.files_root),
         args.val_fraction,
         args.split_by,
         args.region_km,
         args.seed,
-        project=args.title,
+        project=title,
+        image_extra=extra,
     )
     report = result.report
     print(
@@ -200,3 +229,32 @@ def _export(args: argparse.Namespace) -> int:
         print(f"  {key}: {count}")
     print(f"  report: {result.folder / 'validation_report.md'}")
     return 1 if args.strict and report.dropped() else 0
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from labeling.project import document_root, slug
+    from labeling.reviews import push_alerts
+    from monitoring.store import Store
+
+    root = document_root(args.files_root)
+    folder = args.folder or root / slug(args.title)
+    with Store(args.store) as store:
+        created, there = push_alerts(
+            _client(args), store, args.title, root, folder, args.area, args.chip_size
+        )
+    print(f"{created} review tasks created, {there} already there ({args.title!r})")
+    return 0
+
+
+def _reviews(args: argparse.Namespace) -> int:
+    from labeling.export import fetch_tasks
+    from labeling.project import require_project
+    from labeling.reviews import pull_reviews
+    from monitoring.store import Store
+
+    ls = _client(args)
+    tasks = fetch_tasks(ls, require_project(ls, args.title))
+    with Store(args.store) as store:
+        counts = pull_reviews(store, tasks)
+    print(", ".join(f"{n} {k}" for k, n in counts.items()) + f" (of {len(tasks)} tasks)")
+    return 0

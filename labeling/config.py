@@ -65,3 +65,51 @@ def label_config(
         ]
     parts.append("</View>")
     return "\n".join(parts)
+
+
+# ---- alert review (asmspotter label alerts | reviews | export --reviews) ----
+REVIEW_TITLE = "ASM alert review"
+DECISIONS = ("confirm", "reject", "correct")
+REJECT_REASONS = ("river", "farm", "road", "cloud", "other")
+
+REVIEW_INSTRUCTIONS = """\
+<h3>Review an early-warning alert</h3>
+<p>Each task is one alert: a site the model found on a new Sentinel-2 acquisition, outside every
+concession or inside a protected area. Left: the last clear view of the place before; right: the
+acquisition that raised the alert, with the model's outline.</p>
+<ul>
+<li><b>confirm</b>: it is mining and the outline is right (leave the outline as it is).</li>
+<li><b>reject</b>: it is not mining; say why (river, farm, road, cloud, other). The chip becomes a
+hard negative for training.</li>
+<li><b>correct</b>: it is mining but the outline is wrong: edit or redraw it (pit or pond).</li>
+</ul>
+"""
+
+
+def review_config(classes: tuple = ()) -> str:
+    """The review project's XML: before and after pictures, the site outline (editable),
+    the decision and, for a rejection, the reason."""
+    classes = tuple(classes) or tuple(CLASS_NAMES)
+    image, _, polygon, _ = VIEWS[0]
+    reasons = "".join(f'<Choice value="{r}"/>' for r in REJECT_REASONS)
+    decisions = "".join(f'<Choice value="{d}"/>' for d in DECISIONS)
+    return "\n".join(
+        [
+            "<View>",
+            '<Header value="Alert $alert_id: $kind site ($confidence, $compliance)" size="5"/>',
+            '<View style="display: flex; gap: 12px">',
+            '<View><Header value="Before ($before_date)" size="6"/>',
+            '<Image name="before" value="$before" zoom="true"/></View>',
+            '<View><Header value="After ($date)" size="6"/>',
+            f'<Image name="{image}" value="${image}" zoom="true" zoomControl="true"/></View>',
+            "</View>",
+            f'<PolygonLabels name="{polygon}" toName="{image}" strokeWidth="2" '
+            f'pointSize="small" opacity="0.3">{_labels(classes)}</PolygonLabels>',
+            f'<Choices name="decision" toName="{image}" choice="single" required="true" '
+            f'showInline="true">{decisions}</Choices>',
+            f'<Choices name="reason" toName="{image}" choice="single" showInline="true" '
+            'visibleWhen="choice-selected" whenTagName="decision" whenChoiceValue="reject">'
+            f"{reasons}</Choices>",
+            "</View>",
+        ]
+    )

@@ -141,8 +141,10 @@ def export_dataset(
     region_km: float = 10.0,
     seed: int = 0,
     project: str = "",
+    image_extra: dict[int, dict[str, Any]] | None = None,
 ) -> ExportResult:
-    """Validate, then write ``annotations.json``, ``chips/``, ``sites.geojson`` and the report."""
+    """Validate, then write ``annotations.json``, ``chips/``, ``sites.geojson`` and the report.
+    ``image_extra``: more fields for the COCO image of a task id (e.g. its review)."""
     if split_by not in ("region", "scene"):
         raise AsmSpotterError(Reason.INVALID_ARGUMENT, "split_by must be 'region' or 'scene'")
     out = Path(out)
@@ -179,6 +181,7 @@ def export_dataset(
                 split=split,
                 task_id=t.task["id"],
                 chip_id=data.get("chip_id"),
+                **(image_extra or {}).get(t.task["id"], {}),
             )
         )
         for site in t.sites:

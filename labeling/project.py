@@ -78,13 +78,18 @@ def ensure_project(
     title: str = DEFAULT_TITLE,
     true_color: str = "B04 B03 B02",
     false_color: str = "B12 B08 B04",
+    *,
+    config: str | None = None,
+    instructions: str = INSTRUCTIONS,
+    description: str = "Pits and ponds of artisanal and small-scale gold mining (AIASMSpotter)",
 ) -> tuple[int, bool]:
-    """Create the project or bring an existing one (same title) up to date: (id, created)."""
+    """Create the project or bring an existing one (same title) up to date: (id, created).
+    ``config``: another labelling interface (e.g. ``labeling.config.review_config()``)."""
     settings = {
         "title": title,
-        "description": "Pits and ponds of artisanal and small-scale gold mining (AIASMSpotter)",
-        "label_config": label_config(true_color, false_color),
-        "expert_instruction": INSTRUCTIONS,
+        "description": description,
+        "label_config": config or label_config(true_color, false_color),
+        "expert_instruction": instructions,
         "show_instruction": True,
         "show_skip_button": True,
         "enable_empty_annotation": True,

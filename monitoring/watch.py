@@ -312,6 +312,8 @@ def apply_view(
                 changed.append(alert)
         if baseline or followed or not is_alert(obs.status, obs.compliance or ""):
             continue
+        if state.get("review") == "rejected":  # a reviewer said it is no mine: no new alert
+            continue
         confirmed = rules.confirm_views <= 1
         raised = rules.alert_when == "suspected" or confirmed
         alert = Alert(

@@ -19,13 +19,13 @@ from asmspotter.cli import main
 from monitoring.alerts import load_alerts, site_states
 from monitoring.store import Store
 from monitoring.testing.webhook_receiver import WebhookReceiver
-from tests.service_support import WaterIndexModel
 from tests.watch_support import (
     AREA,
     CONCESSION,
     PROTECTED,
     SITES,
     build_acquisitions,
+    start_detection_server,
     write_polygons,
 )
 
@@ -55,13 +55,7 @@ def stac(postgis_cluster, acquisitions, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detection_server():
-    from service.server import DetectionServer, ServerConfig
-
-    model = WaterIndexModel(chip_size=64)
-    model.info["gsd_m"] = 100.0  # a rule, not a trained net: it reads the 100 m sample as is
-    srv = DetectionServer(ServerConfig(address="127.0.0.1:0"), model=model)
-    srv.start()
-    srv.load()
+    srv = start_detection_server()
     yield f"127.0.0.1:{srv.port}"
     srv.stop(grace=1)
 

@@ -4,8 +4,9 @@ STAC items a real STAC API serves; ``WaterIndexModel`` behind a real gRPC server
 
 Sites (WGS84 squares of ~500 m, inside the watched area, on clear bare ground of the real tile):
 P1 in a concession, P2 and P3 outside; N1 (new, outside concessions) and N2 (new, inside the
-concession) appear on the second date. Second date: P2 under cloud, P1 under cloud shadow, P3
-filled in (gone on clear ground). Third date: everything clear again, P3 still gone.
+concession) appear on the second date, N3 (outside) on a fourth. Second date: P2 under cloud, P1
+under cloud shadow, P3 filled in (gone on clear ground). Third date: everything clear again, P3
+still gone.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ SITES = {
     "P3": square(-11.56, 24.56),
     "N1": square(-11.60, 24.555),
     "N2": square(-11.65, 24.60),
+    "N3": square(-11.59, 24.64),
 }
 WATER_DN = {
     key: int(round(v * 10000))
     for key, v in zip(("blue", "green", "red", "nir", "swir16", "swir22"), WATER, strict=True)
 }
 DATES = ("2020-02-19T11:34:25Z", "2020-03-05T11:34:25Z", "2020-03-10T11:34:21Z")
+FOURTH = "2020-03-15T11:34:25Z"  # N3 appears (the review tests need a third alert)
 
 
 def build_acquisitions(l2a_dir: Path, work: Path) -> list[dict]:
@@ -69,3 +72,26 @@ def write_polygons(path: Path, geoms: list, names: list[str]) -> Path:
     ]
     path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
     return path
+
+
+def fourth_acquisition(l2a_dir: Path, work: Path) -> dict:
+    return derive_item(
+        item_from_folder(l2a_dir),
+        work / "t4",
+        "S2A_29RKH_20200315_W4_L2A",
+        FOURTH,
+        paint=[(SITES[n], WATER_DN) for n in ("P1", "P2", "N1", "N2", "N3")],
+    )
+
+
+def start_detection_server() -> object:
+    """A real gRPC detection server with the NDWI rule model; ``.port``; ``.stop(grace)``."""
+    from service.server import DetectionServer, ServerConfig
+    from tests.service_support import WaterIndexModel
+
+    model = WaterIndexModel(chip_size=64)
+    model.info["gsd_m"] = 100.0  # a rule, not a trained net: it reads the 100 m sample as is
+    srv = DetectionServer(ServerConfig(address="127.0.0.1:0"), model=model)
+    srv.start()
+    srv.load()
+    return srv

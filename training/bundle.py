@@ -101,6 +101,7 @@ def export_bundle(
             "n_val": run.get("n_val"),
             "seed": config.get("seed"),
             "checkpoint": checkpoint.name,
+            "init_bundle": run.get("init_bundle"),  # fine-tuned from this bundle, if any
         },
     }
     (out / "bundle.json").write_text(json.dumps(info, indent=2))
@@ -144,6 +145,14 @@ def model_card(info: dict[str, Any], limits: str) -> str:
         f"- command: `{info.get('trained_with') or 'not recorded'}`",
         f"- seed: {training.get('seed')}; iterations: {training.get('iteration')}; "
         f"batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, {cfg.get('schedule')} schedule",
+        *(
+            [
+                f"- fine-tuned from: {init.get('name')} {init.get('version')} (weights sha256 "
+                f"`{init.get('weights_sha256')}`)"
+            ]
+            if (init := training.get("init_bundle"))
+            else []
+        ),
         f"- weights: `{info['weights']}` ({info.get('weights_dtype')}), sha256 "
         f"`{info['weights_sha256']}`",
         f"- created: {info['created']}",
@@ -212,3 +221,33 @@ def load_bundle(path: str | Path, device: str | None = None) -> DetectionModel:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return get_engine(info["engine"]).load(bundle_dir, info, device)
+
+
+def carry_extras(source_dir: str | Path, bundle_dir: str | Path) -> list[str]:
+    """Parts of a source bundle the detector's training does not make (e.g. a site verifier):
+    bundle.json keys the new bundle lacks, and the files of the source folder they name, are
+    copied over unchanged. Returns the keys carried."""
+    import shutil
+
+    source_dir, bundle_dir = Path(source_dir), Path(bundle_dir)
+    src, new = read_info(source_dir), read_info(bundle_dir)
+    carried = [k for k in src if k not in new]
+
+    def files(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value] if (source_dir / value).is_file() else []
+        if isinstance(value, dict):
+            return [f for v in value.values() for f in files(v)]
+        if isinstance(value, list):
+            return [f for v in value for f in files(v)]
+        return []
+
+    for key in carried:
+        new[key] = src[key]
+        for name in files(src[key]):
+            target = bundle_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source_dir / name, target)
+    if carried:
+        (bundle_dir / "bundle.json").write_text(json.dumps(new, indent=2))
+    return carried

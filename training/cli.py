@@ -27,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--export", type=Path, metavar="BUNDLE_DIR", help="export the best model")
     p.add_argument("--num-gpus", type=int, default=1, help="> 1: launch through torchrun (DDP)")
+    p.add_argument(
+        "--init-bundle",
+        type=Path,
+        metavar="BUNDLE_DIR",
+        help="fine-tune this bundle (e.g. service/default_bundle on reviewed alerts): its config, "
+        "weights and normalisation are the start; --config and key=value change them",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(handler=_train)
 
@@ -61,12 +68,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.bundle import RUN_INFO, export_bundle
+    from training.bundle import RUN_INFO, carry_extras, export_bundle
     from training.config import load_config
     from training.data import load_train_data
     from training.engines import get_engine
 
-    cfg = load_config(args.config, args.overrides)
+    base, init = (None, None)
+    if args.init_bundle:
+        base, init = bundle_start(args.init_bundle)
+    cfg = load_config(args.config, args.overrides, base=base)
     if args.num_gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _launch_torchrun(args.num_gpus)
     out = args.out or Path("runs") / f"{cfg.name}-{cfg.version}"
@@ -81,6 +91,7 @@ def _train(args: argparse.Namespace) -> int:
             "n_train": len(data.train),
             "n_val": len(data.val) if data.val is not None else 0,
             "stats": {"mean": data.stats.mean, "std": data.stats.std},
+            "init_bundle": init,
         }
         (out / RUN_INFO).write_text(json.dumps(run, indent=2))
     best = get_engine(cfg.engine).train(cfg, data, out, args.resume)
@@ -89,14 +100,51 @@ def _train(args: argparse.Namespace) -> int:
     print(f"best checkpoint: {best}")
     if args.export:
         bundle = export_bundle(best, args.export, command=command)
+        if args.init_bundle:
+            carry_extras(args.init_bundle, bundle)
         print(f"bundle: {bundle}")
     return 0
+
+
+def bundle_start(bundle_dir: Path) -> tuple[dict, dict]:
+    """A bundle's training config with its weights and normalisation as the start of a new run,
+    and what to record about it."""
+    import dataclasses
+
+    from training.bundle import read_info
+    from training.config import TrainConfig
+
+    info = read_info(bundle_dir)
+    weights = Path(bundle_dir) / info["weights"]
+    if not weights.is_file():
+        raise AsmSpotterError(Reason.BUNDLE_INVALID, "weights file is missing", str(weights))
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = {k: v for k, v in info["config"].items() if k in names}
+    base.update(
+        init_weights=str(weights.resolve()),
+        normalization=dict(info["normalization"]),
+        train_data=None,
+        val_data=None,
+    )
+    record = {
+        "path": str(Path(bundle_dir).resolve()),
+        "name": info.get("name"),
+        "version": info.get("version"),
+        "weights_sha256": info.get("weights_sha256"),
+    }
+    return base, record
 
 
 def _train_command(args: argparse.Namespace) -> str:
     """The command line that reproduces this run (for the bundle and its card)."""
     parts = ["asmspotter", "train"]
-    for flag, value in (("--config", args.config), ("--data", args.data), ("--out", args.out)):
+    flags = (
+        ("--config", args.config),
+        ("--init-bundle", args.init_bundle),
+        ("--data", args.data),
+        ("--out", args.out),
+    )
+    for flag, value in flags:
         if value is not None:
             parts += [flag, str(value)]
     if args.num_gpus > 1:

@@ -76,6 +76,9 @@ class TrainConfig:
     fpn_channels: int = 256  # torchvision engine: FPN width (64 is plenty for a CPU model)
     box_head_dim: int = 1024  # torchvision engine: width of the two-layer box head
     init_weights: str | None = None  # a local .pt/.pth state dict; nothing is downloaded
+    # Fixed per-band {"mean": [...], "std": [...]} in reflectance; None: estimated from the
+    # training chips. Fine-tuning a bundle keeps the bundle's (its weights expect them).
+    normalization: dict[str, list[float]] | None = None
     anchor_sizes: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])  # per FPN level
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     rpn_pre_nms_topk_train: int = 2000
@@ -136,6 +139,12 @@ class TrainConfig:
             raise bad("chip_size must be >= 32")
         if self.input_scale <= 0:
             raise bad("input_scale must be > 0")
+        if self.normalization is not None:
+            norm = self.normalization
+            if not isinstance(norm, dict) or any(
+                len(norm.get(k) or []) != len(self.bands) for k in ("mean", "std")
+            ):
+                raise bad("normalization needs a mean and a std per band")
 
 
 def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
@@ -174,9 +183,14 @@ def _set_path(tree: dict[str, Any], key: str, raw: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """A config file (YAML or JSON; missing keys keep defaults) plus ``key=value`` overrides."""
-    tree: dict[str, Any] = {}
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """``base`` (e.g. a bundle's config), then a config file (YAML or JSON; missing keys keep
+    what came before), then ``key=value`` overrides."""
+    tree: dict[str, Any] = dict(base or {})
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -190,7 +204,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             ) from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise AsmSpotterError(Reason.INVALID_ARGUMENT, "config must be a mapping", str(path))
-        tree = loaded or {}
+        tree.update(loaded or {})
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:

@@ -289,7 +289,10 @@ def load_train_data(cfg: TrainConfig, data_dir: str | Path | None = None) -> Tra
     if len(train) == 0:
         raise AsmSpotterError(Reason.INVALID_ANNOTATION, "the training split has no images")
     val = CocoChips(val_src[0], cfg.bands, cfg.classes, val_src[1]) if val_src else None
-    stats = band_statistics(train, cfg.stats_samples, cfg.seed)
+    if cfg.normalization:
+        stats = BandStats(list(cfg.normalization["mean"]), list(cfg.normalization["std"]))
+    else:
+        stats = band_statistics(train, cfg.stats_samples, cfg.seed)
     sources = {"train": f"{train.ann_file}" + (f" [split={train_split}]" if train_split else "")}
     if val is not None:
         sources["val"] = f"{val.ann_file}" + (f" [split={val_src[1]}]" if val_src[1] else "")

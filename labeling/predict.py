@@ -66,12 +66,12 @@ class BundlePredictor:
 
     def predict(self, chip: Path, data: dict[str, Any]) -> list[Site]:
         with open_scene(chip, bands=self.bands) as scene:
-            values = np.nan_to_num(scene.read(), nan=0.0)
-        found = self.model.predict(values[None])[0]
+            values = scene.read()  # NaN = nodata: the model prepares it as every caller's
+        found = self.model.predict(values[None], self.min_score)[0]
         return [
             Site(self.classes[int(c)], mask=m, score=float(s))
             for m, s, c in zip(found.masks, found.scores, found.classes, strict=True)
-            if s >= self.min_score and m.any()
+            if m.any()
         ]
 
 

@@ -3,8 +3,10 @@
 ``BatchRunner`` owns the model on one or more worker threads. Requests ``submit`` stacks of
 windows and get a ``Future``; a worker packs queued stacks into batches of up to ``max_batch``
 windows, waiting at most ``max_wait_s`` for more to arrive (dynamic batching), and runs them under
-autocast (fp16/bf16) on a GPU. Cancelled futures are skipped. Torch is imported lazily, only when
-autocast is wanted.
+autocast (fp16/bf16) on a GPU. Cancelled futures are skipped. Model calls are stateless: a batch
+runs at the model's score floor and each request's windows are filtered by that request's own
+threshold afterwards, so workers never change each other's results. Torch is imported lazily,
+only when autocast is wanted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,7 +32,8 @@ class Model(Protocol):
     info: dict
     device: str
 
-    def predict(self, images: np.ndarray, score_threshold: float = 0.05) -> list[Any]: ...
+    def predict(self, images: np.ndarray, score_threshold: float = ...) -> list[Any]:
+        """Instances per image with scores >= score_threshold; no shared state is written."""
 
 
 @dataclass
@@ -47,14 +50,12 @@ class BatchRunner:
         max_batch: int = 8,
         max_wait_s: float = 0.005,
         precision: str = "auto",
-        score_floor: float = 0.05,
         on_batch: Callable[[int, float], None] | None = None,
         workers: int = 1,
     ) -> None:
         self.model = model
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self.score_floor = score_floor
         self.on_batch = on_batch
         self.precision = resolve_precision(precision, getattr(model, "device", "cpu"))
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -67,16 +68,14 @@ class BatchRunner:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, images: np.ndarray, score_threshold: float | None = None) -> Future:
+    def submit(self, images: np.ndarray, score_threshold: float = 0.0) -> Future:
         """Run the model on float32 [N,C,H,W] reflectance; the future gives N ``Instances``
-        with scores >= ``score_threshold`` (default ``score_floor``; a shared batch uses the
-        lowest threshold of its jobs)."""
+        with scores >= ``score_threshold`` (and the model's floor)."""
         future: Future = Future()
-        threshold = self.score_floor if score_threshold is None else score_threshold
-        self._queue.put(_Job(np.ascontiguousarray(images, np.float32), future, threshold))
+        self._queue.put(_Job(np.ascontiguousarray(images, np.float32), future, score_threshold))
         return future
 
-    def run(self, images: np.ndarray, score_threshold: float | None = None) -> list[Any]:
+    def run(self, images: np.ndarray, score_threshold: float = 0.0) -> list[Any]:
         return self.submit(images, score_threshold).result()
 
     def close(self) -> None:
@@ -116,9 +115,9 @@ class BatchRunner:
             batch = np.concatenate([j.images for j in jobs]) if len(jobs) > 1 else jobs[0].images
             start = time.perf_counter()
             try:
-                threshold = min(j.score_threshold for j in jobs)
+                lowest = min(j.score_threshold for j in jobs)  # an argument, never model state
                 with self._autocast():
-                    results = self.model.predict(batch, score_threshold=threshold)
+                    results = self.model.predict(batch, score_threshold=lowest)
             except BaseException as exc:  # hand every error to the requests that asked
                 log.exception("model failed on a batch of %d windows", len(batch))
                 for j in jobs:
@@ -127,8 +126,9 @@ class BatchRunner:
             if self.on_batch:
                 self.on_batch(len(batch), time.perf_counter() - start)
             i = 0
-            for j in jobs:
-                j.future.set_result(results[i : i + len(j.images)])
+            for j in jobs:  # each request gets its own threshold
+                share = results[i : i + len(j.images)]
+                j.future.set_result([r.above(j.score_threshold) for r in share])
                 i += len(j.images)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -156,3 +156,64 @@ def resolve_precision(precision: str, device: str) -> str:
     import torch
 
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+class WindowBatches:
+    """Stage 2 of the data path: source windows -> (window, its ``Instances`` or None) in order.
+
+    Windows are stacked ``max_batch`` at a time (edge windows padded with nodata to the chip
+    size) and submitted to the shared ``BatchRunner``; the next batch is read while the model runs
+    the current one. ``cancelled`` is checked before every window; a cancelled request's queued
+    batches are withdrawn and CANCELLED is raised.
+    """
+
+    def __init__(self, runner: BatchRunner, chip_size: int, max_batch: int) -> None:
+        self.runner, self.chip_size, self.max_batch = runner, chip_size, max_batch
+
+    def run(
+        self,
+        windows: Iterable[Any],
+        score_threshold: float,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Iterator[tuple[Any, Any]]:
+        """``windows`` are ``service.windows.SourceWindow``s (``pixels`` None: not run)."""
+        from service.errors import ServiceError, ServiceReason
+
+        pending: list[tuple[list[Any], Future]] = []
+        batch: list[Any] = []
+        try:
+            for item in windows:
+                if cancelled and cancelled():
+                    for _, future in pending:
+                        future.cancel()
+                    raise ServiceError(ServiceReason.CANCELLED, "the request was cancelled")
+                batch.append(item)
+                if len(batch) == self.max_batch:
+                    pending.append((batch, self._submit(batch, score_threshold)))
+                    batch = []
+                    while len(pending) > 1:  # read ahead while the model runs
+                        yield from self._finish(*pending.pop(0))
+            if batch:
+                pending.append((batch, self._submit(batch, score_threshold)))
+            while pending:
+                yield from self._finish(*pending.pop(0))
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+    def _submit(self, batch: list[Any], score_threshold: float) -> Future | None:
+        """The model's future for the batch's windows that have pixels (None: no such window)."""
+        arrays = [item.pixels for item in batch if item.pixels is not None]
+        if not arrays:
+            return None
+        from training.engines.base import pad_nodata  # numpy only
+
+        # edge windows are padded with nodata, as prepare_input pads every model input
+        stack = np.concatenate([pad_nodata(a[None], self.chip_size) for a in arrays])
+        return self.runner.submit(stack, score_threshold)
+
+    @staticmethod
+    def _finish(batch: list[Any], future: Future | None) -> Iterator[tuple[Any, Any]]:
+        results = iter(future.result() if future is not None else ())
+        for item in batch:
+            yield item, (next(results) if item.pixels is not None else None)

@@ -1,44 +1,43 @@
 """The transport-free predictor: tile -> windows -> model -> merged sites -> georeferenced polygons.
 
-Stages live in their own modules: ``service.tiles`` (intake and checks), ``imagery.windows``
-(windowing), ``service.batching`` (model execution), ``service.merge`` (seam merging) and
-``imagery.geometry`` (polygons, reprojection, area). The gRPC servicer and the CLI's ``--local``
-mode both call ``Predictor``; nothing here knows about gRPC.
+One module per stage of the data path, joined here: ``service.tiles`` (intake and checks),
+``service.windows`` (the window source with the prefilter), ``service.batching`` (model batches
+shared by concurrent requests), ``service.polygons`` (masks to polygons, seam merge),
+``service.sites`` (the site scorer, the ``min_score`` filter, reprojection, area). The gRPC
+servicer and the CLI's ``--local`` mode both call ``Predictor``; nothing here knows about gRPC.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pyproj.exceptions import CRSError
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.transform import Affine
-from rasterio.windows import Window
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
-from imagery.errors import AsmSpotterError, ImageryError, Reason
-from imagery.geometry import area_m2, as_crs, mask_to_geometry, reproject, to_map_space
+from imagery.errors import AsmSpotterError, Reason
+from imagery.geometry import as_crs
 from imagery.gsd import GridCheck
 from imagery.scene import Scene
 from imagery.windows import WindowSpec, iter_windows
-from service.batching import BatchRunner, Model
-from service.errors import ServiceError, ServiceReason
-from service.merge import Detection, MergedSite, SeamMerger
+from service.batching import BatchRunner, Model, WindowBatches
+from service.merge import MergedSite
+from service.polygons import SiteMerger
 from service.prefilter import WindowPrefilter
+from service.sites import Site, SiteScorer, build_sites, candidates
 from service.tiles import LOCAL_FILE_LIMITS, ModelInput, TileLimits, open_tile
+from service.windows import WindowSource
+
+__all__ = ["DetectOptions", "Predictor", "Progress", "Site", "TileResult", "tile_id_for"]
 
 DEFAULT_MIN_SCORE = 0.5
-# Masks at the scene's origin have an identity transform, which rasterio warns about needlessly.
-warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
 
 
 @dataclass(frozen=True)
@@ -63,20 +62,6 @@ class DetectOptions:
                 Reason.INVALID_ARGUMENT,
                 f"output_crs {self.output_crs!r} is not a CRS; use e.g. 'EPSG:4326'",
             ) from None
-
-
-@dataclass
-class Site:
-    site_id: str
-    class_name: str
-    score: float
-    geometry: BaseGeometry  # in the output CRS
-    bbox: tuple[float, float, float, float]
-    area_m2: float
-    tile_id: str
-
-    def geojson(self) -> dict[str, Any]:
-        return mapping(self.geometry)
 
 
 @dataclass
@@ -127,6 +112,7 @@ class Predictor:
         model_workers: int = 1,
         prefilter: bool = True,
         site_test: bool = True,
+        scorer: SiteScorer | None = None,
     ) -> None:
         self.model = model
         info = model.info
@@ -154,6 +140,10 @@ class Predictor:
             on_batch=on_batch,
             workers=model_workers,
         )
+        self.batches = WindowBatches(self.runner, chip, max_batch)
+        # Rescores each merged site before the min_score filter (service.sites); None: the
+        # model's score stands.
+        self.scorer = scorer
 
     # -- model identity -------------------------------------------------------------------------
     @property
@@ -215,11 +205,7 @@ class Predictor:
             result.windows_skipped = step.windows_skipped
             if progress is not None:
                 progress(step.windows_done, step.windows_total)
-        result.sites.sort(key=lambda s: -s.score)
-        if options.max_detections:
-            del result.sites[options.max_detections :]
-        for n, site in enumerate(result.sites):
-            site.site_id = f"{tile_id}/{n}"
+        result.sites = best_first(result.sites, options.max_detections, tile_id)
         return result
 
     def iter_detect(
@@ -230,142 +216,28 @@ class Predictor:
         cancelled: Cancelled | None = None,
         number: bool = True,
     ) -> Iterator[Progress]:
-        """Sites as they become final, window row by window row (for streaming).
-
-        ``max_detections`` is not applied here (the best sites are not known until the end).
-        """
-        g = scene.grid
-        windows = list(iter_windows(g.height, g.width, self.windows))
-        rows = sorted({int(w.row_off) for w in windows})
-        next_row = {r: (rows[i + 1] if i + 1 < len(rows) else g.height) for i, r in enumerate(rows)}
-        merger = SeamMerger(self.merge_iou)
+        """Sites as they become final, window row by window row (for streaming). With
+        ``max_detections`` the best sites are known only at the end: they come in the last
+        message."""
+        source = WindowSource(scene, self.windows, self.spectral, self.skip_windows, self.site_test)
         floor = options.min_score * 0.5  # keep weaker parts: the merged score decides
-        done, valid, skipped, counter = 0, 0, 0, [0]
-        pending: list[tuple[list[int], Future]] = []
-
-        def finish(batch: list[int], future: Future) -> Iterator[Progress]:
-            nonlocal done
-            for k, inst in zip(batch, future.result(), strict=True):
-                window = windows[k]
-                merger.add(self._detections(window, inst, floor, support.pop(k, None)))
-                done += 1
-                row = int(window.row_off)
-                if k == len(windows) - 1 or int(windows[k + 1].row_off) != row:
-                    final = merger.pop_final(next_row[row])
-                    sites = self._sites(final, scene, options, tile_id, counter if number else None)
-                    yield Progress(sites, done, len(windows), skipped)
-
-        batch: list[int] = []
-        arrays: list[np.ndarray | None] = []
-        support: dict[int, np.ndarray] = {}  # window -> grouped candidate pixels (site test)
-        strips = _StripReader(scene, rows, self.windows.size)
-        try:
-            strip, strip_row = np.empty(0), -1
-            for i, window in enumerate(windows):
-                if cancelled and cancelled():
-                    self._cancel(pending)
-                    raise ServiceError(ServiceReason.CANCELLED, "the request was cancelled")
-                row, col = int(window.row_off), int(window.col_off)
-                if row != strip_row:
-                    strip, strip_row = strips.get(row), row
-                data: np.ndarray | None = strip[:, :, col : col + int(window.width)]
-                if np.isnan(data).all():
-                    data = None  # nodata window: nothing to find, skip the model
-                else:
-                    valid += 1
-                    if self.spectral is not None:
-                        pixels = self.spectral.grouped(data)
-                        if self.skip_windows and not self.spectral.enough(pixels):
-                            data, skipped = None, skipped + 1  # no water, no bare soil: no site
-                        elif self.site_test:
-                            support[i] = pixels
-                batch.append(i)
-                arrays.append(data)
-                last = i == len(windows) - 1
-                if len(batch) == self.max_batch or last:
-                    pending.append((batch, self._submit(arrays, floor)))
-                    batch, arrays = [], []
-                    while len(pending) > 1 or (pending and last):  # read ahead while the model runs
-                        yield from finish(*pending.pop(0))
-        finally:
-            strips.close()
-        if valid == 0:
-            raise ImageryError(
-                Reason.ALL_NODATA,
-                "every pixel of the tile is nodata; check the tile's nodata value and footprint",
-                scene.path,
-            )
-        rest = self._sites(merger.flush(), scene, options, tile_id, counter if number else None)
-        if rest:
-            yield Progress(rest, done, len(windows), skipped)
-
-    # -- stages ---------------------------------------------------------------------------------
-    def _submit(self, arrays: list[np.ndarray | None], floor: float) -> Future:
-        """Pad windows to the chip size, run the non-empty ones; the future gives one
-        ``Instances`` (or None for a nodata window) per window."""
-        size = self.windows.size
-        idx = [k for k, a in enumerate(arrays) if a is not None]
-        out: Future = Future()
-        if not idx:
-            out.set_result([None] * len(arrays))
-            return out
-        stack = np.empty((len(idx), len(self.model_input.bands), size, size), np.float32)
-        for j, k in enumerate(idx):
-            a = arrays[k]
-            if a.shape[1:] != (size, size):
-                stack[j] = np.nan  # padding is nodata
-            stack[j, :, : a.shape[1], : a.shape[2]] = a
-        inner = self.runner.submit(stack, floor)
-
-        def done(f: Future) -> None:
-            if f.cancelled():
-                out.cancel()
-                return
-            if f.exception() is not None:
-                out.set_exception(f.exception())
-                return
-            results: list[Any] = [None] * len(arrays)
-            for j, k in enumerate(idx):
-                results[k] = f.result()[j]
-            out.set_result(results)
-
-        inner.add_done_callback(done)
-        out.inner = inner  # type: ignore[attr-defined]  # for cancellation
-        return out
-
-    @staticmethod
-    def _cancel(pending: list[tuple[list[int], Future]]) -> None:
-        for _, future in pending:
-            inner = getattr(future, "inner", None)
-            if inner is not None:
-                inner.cancel()
-
-    def _detections(
-        self, window: Window, inst: Any, floor: float, support: np.ndarray | None
-    ) -> list[Detection]:
-        if inst is None or len(inst.scores) == 0:
-            return []
-        h, w = int(window.height), int(window.width)
-        c0, r0 = int(window.col_off), int(window.row_off)
-        box = (c0, r0, c0 + w, r0 + h)
-        out = []
-        for mask, score, cls in zip(inst.masks, inst.scores, inst.classes, strict=True):
-            if score < floor:
-                continue
-            mask = np.asarray(mask[:h, :w], bool)  # drop the padding
-            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-            if rows.size == 0:
-                continue
-            if support is not None and not self.spectral.enough(mask & support):
-                continue  # no water or bare soil under it: cloud, shadow or forest
-            crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-            # Exact pixel outlines: simplifying would cost small sites (a few px) their shape.
-            geom = mask_to_geometry(
-                crop, Affine.translation(c0 + cols[0], r0 + rows[0]), simplify_px=0
-            )
-            if geom is not None:
-                out.append(Detection(geom, float(score), int(cls), box))
-        return out
+        merger = SiteMerger(self.merge_iou, floor, self.spectral if self.site_test else None)
+        numbers = itertools.count() if number and not options.max_detections else None
+        held: list[Site] = []  # with max_detections: every site until the end
+        total = len(source)
+        for item, inst in self.batches.run(source, floor, cancelled):
+            final = merger.add(item, inst)
+            if item.row_end:
+                sites = self._sites(final, scene, options, tile_id, numbers)
+                if options.max_detections:
+                    held += sites
+                    sites = []
+                yield Progress(sites, item.index + 1, total, source.skipped)
+        sites = held + self._sites(merger.flush(), scene, options, tile_id, numbers)
+        if options.max_detections:
+            sites = best_first(sites, options.max_detections, tile_id if number else None)
+        if sites:
+            yield Progress(sites, total, total, source.skipped)
 
     def _sites(
         self,
@@ -373,31 +245,15 @@ class Predictor:
         scene: Scene,
         options: DetectOptions,
         tile_id: str,
-        counter: list[int] | None,
+        numbers: Iterator[int] | None,
     ) -> list[Site]:
-        crs = scene.grid.crs
-        out = []
-        for m in merged:
-            if m.score < options.min_score:
-                continue
-            native = to_map_space(m.geom, scene.grid.transform)
-            geom = reproject(native, crs, options.output_crs)
-            site_id = ""
-            if counter is not None:
-                site_id = f"{tile_id}/{counter[0]}"
-                counter[0] += 1
-            out.append(
-                Site(
-                    site_id=site_id,
-                    class_name=self.classes[m.class_index],
-                    score=round(m.score, 6),
-                    geometry=geom,
-                    bbox=tuple(geom.bounds),
-                    area_m2=area_m2(native, crs),
-                    tile_id=tile_id,
-                )
-            )
-        return out
+        """Stages 4-5: candidates -> the site scorer -> the min_score filter -> sites."""
+        found = candidates(merged, scene)
+        if self.scorer is not None and found:
+            found = self.scorer(scene, found)
+        return build_sites(
+            found, scene, self.classes, options.min_score, options.output_crs, tile_id, numbers
+        )
 
     def _result(self, scene: Scene, tile_id: str, options: DetectOptions) -> TileResult:
         g = scene.grid
@@ -407,32 +263,15 @@ class Predictor:
         )
 
 
-class _StripReader:
-    """Reads one full-width strip per window row (each GeoTIFF block is decoded once, with GDAL's
-    threads), the next strip in the background while the current one is processed."""
-
-    def __init__(self, scene: Scene, rows: list[int], size: int) -> None:
-        self.scene, self.rows, self.size = scene, rows, size
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="strip")
-        self._ahead: dict[int, Future] = {}
-
-    def _submit(self, row: int) -> None:
-        if row not in self._ahead:
-            g = self.scene.grid
-            height = min(self.size, g.height - row)
-            self._ahead[row] = self._pool.submit(self.scene.read, Window(0, row, g.width, height))
-
-    def get(self, row: int) -> np.ndarray:
-        self._submit(row)
-        k = self.rows.index(row)
-        if k + 1 < len(self.rows):
-            self._submit(self.rows[k + 1])
-        return self._ahead.pop(row).result()
-
-    def close(self) -> None:
-        for future in self._ahead.values():
-            future.cancel()
-        self._pool.shutdown(wait=True)
+def best_first(sites: list[Site], limit: int = 0, tile_id: str | None = None) -> list[Site]:
+    """Sites by descending score, at most ``limit`` (0: all), numbered ``tile_id/n`` when given."""
+    sites = sorted(sites, key=lambda s: -s.score)
+    if limit:
+        del sites[limit:]
+    if tile_id is not None:
+        for n, site in enumerate(sites):
+            site.site_id = f"{tile_id}/{n}"
+    return sites
 
 
 def crs_name(crs: str) -> str:

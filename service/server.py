@@ -62,12 +62,6 @@ class ServerConfig:
     extra_options: list[tuple[str, Any]] = field(default_factory=list)
 
 
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_model(bundle: str | Path | None, device: str | None = None) -> Any:
     """Load a bundle folder (default: the packaged one) as a DetectionModel."""
     path = Path(bundle) if bundle else DEFAULT_BUNDLE
@@ -76,7 +70,7 @@ def load_model(bundle: str | Path | None, device: str | None = None) -> Any:
         raise AsmSpotterError(Reason.BUNDLE_INVALID, f"no model bundle here; {hint}", str(path))
     from training.model import load_bundle
 
-    return load_bundle(path, device=device or default_device())
+    return load_bundle(path, device=device)  # None: cuda when present (training.devices)
 
 
 class DetectionServer:

@@ -219,7 +219,8 @@ def test_unknown_engine_is_a_typed_error():
 
 
 def test_schedule_warmup_then_steps():
-    from training.train import epoch_indices, lr_factor
+    from training.sampling import epoch_indices
+    from training.train import lr_factor
 
     cfg = load_config(None, ["warmup_iters=10", "warmup_factor=0.1", "steps=[20,30]", "gamma=0.5"])
     assert lr_factor(0, cfg, 40, cfg.steps) == pytest.approx(0.1)
@@ -265,7 +266,7 @@ def test_export_refuses_a_file_that_is_no_checkpoint(tmp_path, capsys):
 
 
 def test_positive_oversampling_pool(chips_dir):
-    from training.train import RunSampler, epoch_pool
+    from training.sampling import RunSampler, epoch_pool
 
     chips = CocoChips(chips_dir, ["B02"])
     positives = [i for i, img in enumerate(chips.images) if chips.anns_by_image[img["id"]]]

@@ -216,10 +216,9 @@ def load_bundle(path: str | Path, device: str | None = None) -> DetectionModel:
         raise AsmSpotterError(
             Reason.BUNDLE_INVALID, "weights do not match weights_sha256", str(weights)
         )
-    if device is None:
-        import torch
+    from training.devices import resolve_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     return get_engine(info["engine"]).load(bundle_dir, info, device)
 
 

@@ -26,7 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="run folder for checkpoints and logs")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--export", type=Path, metavar="BUNDLE_DIR", help="export the best model")
-    p.add_argument("--num-gpus", type=int, default=1, help="> 1: launch through torchrun (DDP)")
+    p.add_argument(
+        "--num-gpus",
+        type=int,
+        default=1,
+        help="> 1: data-parallel on N GPUs (torchvision: through torchrun; detectron2: its own "
+        "launch)",
+    )
     p.add_argument(
         "--init-bundle",
         type=Path,
@@ -77,8 +83,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.init_bundle:
         base, init = bundle_start(args.init_bundle)
     cfg = load_config(args.config, args.overrides, base=base)
-    if args.num_gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return _launch_torchrun(args.num_gpus)
+    engine = get_engine(cfg.engine)
+    engine.check_config(cfg)
+    # One launcher per engine: torchrun for the torchvision loop, Detectron2's own `launch`.
+    if args.num_gpus > 1 and not engine.launches_itself:
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            return _launch_torchrun(args.num_gpus)
     out = args.out or Path("runs") / f"{cfg.name}-{cfg.version}"
     rank = int(os.environ.get("RANK", "0"))
     data = load_train_data(cfg, args.data)
@@ -94,7 +104,7 @@ def _train(args: argparse.Namespace) -> int:
             "init_bundle": init,
         }
         (out / RUN_INFO).write_text(json.dumps(run, indent=2))
-    best = get_engine(cfg.engine).train(cfg, data, out, args.resume)
+    best = engine.train(cfg, data, out, args.resume, num_gpus=args.num_gpus)
     if rank != 0:
         return 0
     print(f"best checkpoint: {best}")

@@ -1,8 +1,10 @@
 """Training configuration: one dataclass, read from a YAML/JSON file plus ``key=value`` overrides.
 
-Both engines read the same ``TrainConfig``; engine-specific extras go into ``engine_options``
-(e.g. Detectron2 config keys). Iteration counts are optimiser steps; ``epochs`` > 0 replaces
-``max_iter`` by ``epochs * ceil(len(train) / batch_size)`` (and scales ``steps`` accordingly).
+Both engines read the same ``TrainConfig``; each declares the fields it honours
+(``Engine.honours``) and refuses the others when they are set. Engine-specific extras go into
+``engine_options`` (Detectron2 config keys; the torchvision engine takes none). Iteration counts
+are optimiser steps; ``epochs`` > 0 replaces ``max_iter`` by ``epochs * ceil(len(train) /
+batch_size)`` (and scales ``steps`` accordingly).
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ class TrainConfig:
     backbone: str = "resnet18"  # torchvision: resnet18/34/50, mobilenet_v3; detectron2: R50...
     norm: str = "GN"  # GN | BN | FrozenBN (random init needs GN or BN)
     trainable_layers: int = 5
-    fpn_channels: int = 256  # torchvision engine: FPN width (64 is plenty for a CPU model)
-    box_head_dim: int = 1024  # torchvision engine: width of the two-layer box head
+    fpn_channels: int = 256  # FPN width (64 is plenty for a CPU model)
+    box_head_dim: int = 1024  # width of the two-layer box head (Detectron2: ROI_BOX_HEAD.FC_DIM)
     init_weights: str | None = None  # a local .pt/.pth state dict; nothing is downloaded
     # Fixed per-band {"mean": [...], "std": [...]} in reflectance; None: estimated from the
     # training chips. Fine-tuning a bundle keeps the bundle's (its weights expect them).
@@ -91,6 +93,10 @@ class TrainConfig:
     input_scale: float = 1.0  # resize chips by this before the network (2.0 helps 2-4 px sites)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     engine_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in dataclasses.fields(cls))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

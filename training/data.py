@@ -192,10 +192,11 @@ class Augmenter:
 
 
 def normalize_image(image: np.ndarray, stats: BandStats) -> np.ndarray:
-    """[C,H,W] reflectance -> normalised float32, NaN -> 0 (after normalising)."""
-    mean = np.asarray(stats.mean, np.float32)[:, None, None]
-    std = np.asarray(stats.std, np.float32)[:, None, None]
-    return np.nan_to_num((image - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+    """[C,H,W] reflectance -> normalised float32, NaN -> 0 (after normalising): the rule of
+    ``training.engines.base.normalize``, which every model input goes through."""
+    from training.engines.base import normalize
+
+    return normalize(image[None], stats.mean, stats.std)[0]
 
 
 class TrainingView:

@@ -15,7 +15,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from imagery import feedback
 from imagery.errors import AsmSpotterError, Reason
 from training.config import TrainConfig
-from training.data import CocoChips, Sample, TrainData, TrainingView
+from training.data import Sample, TrainData, TrainingView
+from training.devices import resolve_device
 from training.engines.base import DetectionModel
 from training.evaluate import evaluate_model
+from training.sampling import epoch_pool, run_sampler
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -40,16 +42,6 @@ METRICS = "metrics.jsonl"
 
 
 # ---------------------------------------------------------------- devices, seeds, distribution
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AsmSpotterError(Reason.INVALID_ARGUMENT, f"device {name!r} asked for but no CUDA")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -87,7 +79,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class TorchChips(Dataset):
     """``TrainingView`` samples as torchvision detection (image, target) pairs.
 
-    Keys are ``(epoch, index)`` pairs from ``RunSampler``: augmentation depends on both.
+    Keys are ``(epoch, index)`` pairs from ``training.sampling.RunSampler``: augmentation depends
+    on both.
     """
 
     def __init__(self, view: TrainingView) -> None:
@@ -99,35 +92,6 @@ class TorchChips(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         epoch, index = key
         return to_torch(self.view.get(index, epoch))
-
-
-class RunSampler(Sampler):
-    """Every (epoch, index) this rank trains on, epoch after epoch, from sample ``start`` on.
-
-    One sampler for the whole run keeps the loader's workers alive across epochs; starting at
-    ``iteration x batch`` makes a resumed run see exactly the samples it would have seen.
-    ``pool`` lists the chip indexes of one epoch (chips with sites may appear several times).
-    """
-
-    def __init__(self, pool: list[int], seed: int, rank: int, world: int, start: int) -> None:
-        self.pool, self.seed, self.rank, self.world, self.start = pool, seed, rank, world, start
-        self.per_epoch = math.ceil(len(pool) / world)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, offset = divmod(self.start, self.per_epoch)
-        while True:
-            order = epoch_indices(len(self.pool), self.seed, epoch, self.rank, self.world)
-            for i in order[offset:]:
-                yield epoch, self.pool[i]
-            epoch, offset = epoch + 1, 0
-
-
-def epoch_pool(chips: CocoChips, oversample_positives: int) -> list[int]:
-    """One epoch's chip indexes: chips with sites ``oversample_positives`` times, negatives once."""
-    pool = []
-    for i, img in enumerate(chips.images):
-        pool += [i] * (oversample_positives if chips.anns_by_image[img["id"]] else 1)
-    return pool
 
 
 def to_torch(sample: Sample) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -142,14 +106,6 @@ def to_torch(sample: Sample) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
 
 def collate(batch: list) -> tuple[list, list]:
     return [b[0] for b in batch], [b[1] for b in batch]
-
-
-def epoch_indices(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
-    """This rank's share of the epoch's permutation (padded so every rank has as many)."""
-    perm = np.random.default_rng((seed, epoch)).permutation(n)
-    per_rank = math.ceil(n / world)
-    perm = np.resize(perm, per_rank * world)
-    return perm[rank::world].tolist()
 
 
 # ---------------------------------------------------------------- optimisation
@@ -221,7 +177,7 @@ class Trainer:
         self.cfg, self.data, self.out_dir = cfg, data, out_dir
         self.as_detection_model = as_detection_model
         self.rank, self.world, local_rank = distributed_context()
-        self.device = resolve_device(cfg.device, local_rank)
+        self.device = torch.device(resolve_device(cfg.device, local_rank))
         seed_everything(cfg.seed)  # the same initial weights on every rank
         self.model = build_model().to(self.device)
         seed_everything(cfg.seed + self.rank)
@@ -325,8 +281,7 @@ class Trainer:
     def loader(self) -> DataLoader:
         """One loader for the rest of the run, starting at the current iteration's sample."""
         cfg = self.cfg
-        start = self.state.iteration * cfg.batch_size
-        sampler = RunSampler(self.pool, cfg.seed, self.rank, self.world, start)
+        sampler = run_sampler(self.data.train, cfg, self.state.iteration, self.rank, self.world)
         return DataLoader(
             TorchChips(self.view),
             batch_size=cfg.batch_size,

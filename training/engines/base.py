@@ -8,6 +8,7 @@ torchvision's detection models nor Detectron2.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ from imagery.errors import AsmSpotterError, Reason
 if TYPE_CHECKING:
     from training.config import TrainConfig
     from training.data import TrainData
+
+
+# The lowest score any model call reports. Engines build their networks with this threshold once
+# (it is never written again): a call's own ``score_threshold`` filters after the forward pass, so
+# concurrent calls with different thresholds cannot change each other's results.
+SCORE_FLOOR = 0.05
 
 
 @dataclass
@@ -44,36 +51,82 @@ class Instances:
             boxes=np.zeros((0, 4), np.float32),
         )
 
+    def select(self, keep: np.ndarray) -> Instances:
+        """The instances where ``keep`` (bool [K]) is set."""
+        return Instances(self.masks[keep], self.scores[keep], self.classes[keep], self.boxes[keep])
 
-def normalize(images: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
-    """Reflectance [N,C,H,W] -> zero-mean unit-std float32; NaN (nodata) -> 0 after normalising."""
+    def above(self, score_threshold: float) -> Instances:
+        """The instances scoring at least ``score_threshold``."""
+        return self.select(self.scores >= score_threshold)
+
+    def cropped(self, height: int, width: int) -> Instances:
+        """Padding removed: masks cut to ``height`` x ``width``, boxes clipped to it."""
+        boxes = self.boxes.copy()
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
+        return Instances(self.masks[:, :height, :width], self.scores, self.classes, boxes)
+
+
+def check_images(images: np.ndarray, n_bands: int) -> np.ndarray:
+    """The shape rule of every model input: float32 [N,C,H,W] with exactly the model's bands."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise AsmSpotterError(
             Reason.INVALID_ARGUMENT, f"images must be [N,C,H,W], got shape {images.shape}"
         )
-    if images.shape[1] != len(mean):
+    if images.shape[1] != n_bands:
         raise AsmSpotterError(
             Reason.BAND_MISMATCH,
-            f"images have {images.shape[1]} bands but the model expects {len(mean)}",
+            f"images have {images.shape[1]} bands but the model expects {n_bands}",
         )
+    return images
+
+
+def pad_nodata(images: np.ndarray, size: int) -> np.ndarray:
+    """[N,C,h,w] -> [N,C,max(h,size),max(w,size)] float32; the added pixels are nodata (NaN)."""
+    images = np.asarray(images, dtype=np.float32)
+    h, w = images.shape[2:]
+    if h >= size and w >= size:
+        return images
+    out = np.full((*images.shape[:2], max(h, size), max(w, size)), np.nan, np.float32)
+    out[:, :, :h, :w] = images
+    return out
+
+
+def normalize(images: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """Reflectance [N,C,H,W] -> zero-mean unit-std float32; NaN (nodata) -> 0 after normalising,
+    i.e. nodata takes the band's mean."""
+    images = check_images(images, len(mean))
     m = np.asarray(mean, np.float32)[None, :, None, None]
     s = np.asarray(std, np.float32)[None, :, None, None]
     out = (images - m) / s
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def prepare_input(images: np.ndarray, info: dict) -> np.ndarray:
+    """THE input preparation of every model call (service, evaluation, labelling): reflectance
+    [N,C,h,w] with NaN = nodata -> normalised float32 padded (bottom/right) to the bundle's
+    ``chip_size``; nodata and padding are 0, the band mean. ``predict`` crops its output back
+    to (h, w) with ``Instances.cropped``."""
+    norm = info["normalization"]
+    images = check_images(images, len(norm["mean"]))
+    padded = pad_nodata(images, int(info.get("chip_size") or 0))
+    return normalize(padded, norm["mean"], norm["std"])
+
+
 class DetectionModel(ABC):
-    """What the service and evaluation call."""
+    """What the service, evaluation and labelling call."""
 
     info: dict  # parsed bundle.json
     device: str
 
     @abstractmethod
-    def predict(self, images: np.ndarray, score_threshold: float = 0.05) -> list[Instances]:
-        """images float32 [N,C,H,W] in physical units (reflectance), NaN = nodata.
+    def predict(self, images: np.ndarray, score_threshold: float = SCORE_FLOOR) -> list[Instances]:
+        """images float32 [N,C,H,W] in physical units (reflectance), NaN = nodata; the
+        instances scoring at least ``score_threshold`` (never below ``SCORE_FLOOR``).
 
-        Normalises with info["normalization"] mean/std inside (NaN -> 0 after normalising).
+        Stateless: prepares the input with ``prepare_input``, runs the network (built with
+        ``SCORE_FLOOR``) and filters per call; nothing is written onto the shared network.
         """
 
     @property
@@ -95,10 +148,37 @@ class Engine(ABC):
     """
 
     name: ClassVar[str]
+    # The TrainConfig fields this engine acts on; any other field set to a non-default value is
+    # refused (``check_config``) rather than silently ignored.
+    honours: ClassVar[frozenset[str]]
+    # True: the engine starts its own processes for several GPUs (never under torchrun); False:
+    # ``asmspotter train --num-gpus N`` starts it under torchrun.
+    launches_itself: ClassVar[bool] = False
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        """INVALID_ARGUMENT for every field set away from its default that this engine ignores."""
+        from training.config import TrainConfig
+
+        default = TrainConfig()
+        ignored = [
+            f"{f.name}={getattr(cfg, f.name)!r}"
+            for f in dataclasses.fields(cfg)
+            if f.name not in cls.honours and getattr(cfg, f.name) != getattr(default, f.name)
+        ]
+        if ignored:
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                f"the {cls.name} engine does not support {', '.join(ignored)}; remove "
+                f"{'it' if len(ignored) == 1 else 'them'} or choose another engine",
+            )
 
     @abstractmethod
-    def train(self, cfg: TrainConfig, data: TrainData, out_dir: Path, resume: bool) -> Path:
-        """Train, write checkpoints under out_dir, return the best weights file."""
+    def train(
+        self, cfg: TrainConfig, data: TrainData, out_dir: Path, resume: bool, num_gpus: int = 1
+    ) -> Path:
+        """Train, write checkpoints under out_dir, return the best weights file. ``num_gpus`` is
+        used only by an engine that ``launches_itself``. Calls ``check_config`` first."""
 
     @abstractmethod
     def load(self, bundle_dir: Path, info: dict, device: str) -> DetectionModel:

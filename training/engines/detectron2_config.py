@@ -1,8 +1,9 @@
 """The Detectron2 config of an N-band Mask R-CNN (R-FPN), built from a ``TrainConfig``.
 
 Starts from the model zoo's ``mask_rcnn_R_50_FPN_3x.yaml`` (no weights: ``MODEL.WEIGHTS`` is empty
-or a local file). The mapper feeds reflectance, so ``PIXEL_MEAN/STD`` are the per-band dataset
-statistics in reflectance and the stem takes ``len(PIXEL_MEAN)`` channels. Random init needs a
+or a local file). Every input arrives prepared by ``training.engines.base`` (normalised with the
+dataset statistics, nodata at 0), so ``PIXEL_MEAN/STD`` are 0 and 1 and the stem takes
+``len(cfg.bands)`` channels. Random init needs a
 trainable norm: ``RESNETS.NORM`` GN or BN with ``FREEZE_AT=0`` (frozen BN diverges).
 """
 
@@ -16,6 +17,7 @@ from detectron2.config import CfgNode, get_cfg
 
 from imagery.errors import AsmSpotterError, Reason
 from training.config import TrainConfig
+from training.engines.base import SCORE_FLOOR
 
 BASE_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 # TrainConfig.backbone -> ResNet depth (torchvision-style names accepted too)
@@ -31,6 +33,16 @@ DEPTHS = {
 }
 
 
+# Detectron2 keys that TrainConfig fields set; engine_options may not contradict them.
+OWNED_KEYS = {
+    "MODEL.ROI_BOX_HEAD.FC_DIM": "box_head_dim",
+    "MODEL.FPN.OUT_CHANNELS": "fpn_channels",
+    "MODEL.PIXEL_MEAN": "the bundle's normalisation",
+    "MODEL.PIXEL_STD": "the bundle's normalisation",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST": "SCORE_FLOOR (filter with predict's score_threshold)",
+}
+
+
 def schedule(cfg: TrainConfig, n_train: int, world: int) -> tuple[int, list[int]]:
     """(max_iter, lr steps); ``epochs`` > 0 rescales both to iterations over ``n_train`` images."""
     if cfg.epochs <= 0:
@@ -42,8 +54,6 @@ def schedule(cfg: TrainConfig, n_train: int, world: int) -> tuple[int, list[int]
 
 def build_config(
     cfg: TrainConfig,
-    mean: list[float],
-    std: list[float],
     device: str,
     output_dir: str = "",
     world: int = 1,
@@ -55,10 +65,6 @@ def build_config(
         raise AsmSpotterError(
             Reason.INVALID_ARGUMENT,
             f"detectron2 engine: unknown backbone {cfg.backbone!r}; choose one of {sorted(DEPTHS)}",
-        )
-    if len(mean) != len(cfg.bands) or len(std) != len(cfg.bands):
-        raise AsmSpotterError(
-            Reason.BAND_MISMATCH, f"normalisation has {len(mean)} values for {len(cfg.bands)} bands"
         )
     if len(cfg.anchor_sizes) != 5:
         raise AsmSpotterError(
@@ -78,9 +84,9 @@ def build_config(
     m.DEVICE = device
     m.WEIGHTS = cfg.init_weights or ""
     m.MASK_ON = True
-    m.PIXEL_MEAN = [float(v) for v in mean]
-    m.PIXEL_STD = [float(v) for v in std]
-    m.BACKBONE.FREEZE_AT = max(0, 5 - cfg.trainable_layers) if cfg.init_weights else 0
+    m.PIXEL_MEAN = [0.0] * len(cfg.bands)  # inputs come normalised (prepare_input)
+    m.PIXEL_STD = [1.0] * len(cfg.bands)
+    m.BACKBONE.FREEZE_AT = max(0, 5 - cfg.trainable_layers)  # as torchvision's trainable_layers
     m.RESNETS.DEPTH = depth
     m.RESNETS.NORM = cfg.norm
     if depth in (18, 34):
@@ -99,7 +105,8 @@ def build_config(
     m.RPN.BATCH_SIZE_PER_IMAGE = cfg.rpn_batch_size_per_image
     m.ROI_HEADS.NUM_CLASSES = len(cfg.classes)
     m.ROI_HEADS.BATCH_SIZE_PER_IMAGE = cfg.roi_batch_size_per_image
-    m.ROI_HEADS.SCORE_THRESH_TEST = 0.05  # DetectionModel.predict sets its own per call
+    m.ROI_HEADS.SCORE_THRESH_TEST = SCORE_FLOOR  # fixed: predict filters per call
+    m.ROI_BOX_HEAD.FC_DIM = cfg.box_head_dim
     d2.TEST.DETECTIONS_PER_IMAGE = cfg.detections_per_image
     d2.TEST.EVAL_PERIOD = cfg.eval_period
 
@@ -130,6 +137,14 @@ def build_config(
     d2.OUTPUT_DIR = output_dir
     d2.VIS_PERIOD = 0
 
+    owned = sorted(set(cfg.engine_options) & set(OWNED_KEYS))
+    if owned:
+        raise AsmSpotterError(
+            Reason.INVALID_ARGUMENT,
+            "detectron2 engine_options: "
+            + ", ".join(f"{k} is set by {OWNED_KEYS[k]}" for k in owned)
+            + "; set those instead",
+        )
     options = [str(v) for kv in cfg.engine_options.items() for v in kv]
     try:
         d2.merge_from_list(options)

@@ -1,16 +1,16 @@
-"""Detectron2 data plumbing for N-band COCO chips: catalog entries, the N-band mapper, a resumable
-sampler and the ground-truth file ``COCOEvaluator`` reads.
+"""Detectron2 data plumbing for N-band COCO chips: catalog entries, the N-band mapper, the dataset
+the shared sampler (``training.sampling``) draws from and the ground-truth file ``COCOEvaluator``
+reads.
 
 Detectron2's own ``DatasetMapper``/``read_image`` handle 1 or 3 channels only; ``NBandMapper``
 reads chips through ``training.data.CocoChips`` (the imagery core), applies the shared numpy
-augmentations jointly to the masks and hands the model reflectance (nodata = the band mean), which
-the model normalises with ``PIXEL_MEAN/STD``.
+augmentations jointly to the masks and hands the model normalised bands (nodata = 0, the band
+mean), as ``training.engines.base.prepare_input`` does for every model call.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,11 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BitMasks, Boxes
 from detectron2.structures import Instances as D2Instances
 from pycocotools import mask as mask_utils
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from training.config import AugmentConfig
 from training.data import Augmenter, BandStats, CocoChips, boxes_from_masks, normalize_image
+from training.engines.base import prepare_input
 
 
 def dataset_dicts(chips: CocoChips) -> list[dict[str, Any]]:
@@ -91,11 +92,6 @@ def write_ground_truth(chips: CocoChips, path: Path) -> Path:
     return path
 
 
-def fill_nodata(image: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """NaN (nodata) -> the band mean, i.e. 0 once the model normalises."""
-    return np.where(np.isnan(image), mean[:, None, None], image).astype(np.float32)
-
-
 def rescale(image: torch.Tensor, scale: float) -> torch.Tensor:
     """[C,H,W] resized by ``scale`` (bilinear); a pixel is always 10 m, so the factor is fixed."""
     if scale == 1.0:
@@ -123,8 +119,9 @@ class NBandMapper:
     ) -> None:
         self.chips = chips
         self.stats = stats
-        self.mean = np.asarray(stats.mean, np.float32)
-        self.std = np.asarray(stats.std, np.float32)
+        # validation chips are prepared as every model call prepares its input (no padding:
+        # COCOEvaluator scores the chip as it is)
+        self.info = {"normalization": {"mean": stats.mean, "std": stats.std}}
         self.augmenter = Augmenter(augment) if augment is not None and is_train else None
         self.seed = seed
         self.input_scale = input_scale
@@ -134,23 +131,21 @@ class NBandMapper:
         index = int(dataset_dict["index"])
         sample = self.chips[index]
         if not self.is_train:  # ground truth rides along for the object-level evaluator
-            image = fill_nodata(sample.image, self.mean)
-            h, w = image.shape[1:]
-            tensor = rescale(torch.from_numpy(image), self.input_scale)
+            h, w = sample.image.shape[1:]
+            image = prepare_input(sample.image[None], self.info)[0]
             return {
-                "image": tensor,
+                "image": rescale(torch.from_numpy(image), self.input_scale),
                 "height": h,
                 "width": w,
                 "image_id": dataset_dict["image_id"],
                 "gt_masks": sample.masks,
                 "gt_classes": sample.classes,
             }
-        image = normalize_image(sample.image, self.stats)  # augmentations work in std units
+        image = normalize_image(sample.image, self.stats)  # what the model reads
         masks = sample.masks
         if self.augmenter is not None:
             rng = np.random.default_rng((self.seed, int(dataset_dict.get("epoch", 0)), index))
             image, masks = self.augmenter(image, masks, rng)
-        image = image * self.std[:, None, None] + self.mean[:, None, None]  # back to reflectance
         h, w = image.shape[1:]
         tensor = rescale(
             torch.from_numpy(np.ascontiguousarray(image, np.float32)), self.input_scale
@@ -175,7 +170,8 @@ class NBandMapper:
 
 
 class EpochDataset(Dataset):
-    """Map-style dataset over ``epoch * n + index`` keys: the mapper learns the sample's epoch."""
+    """Map-style dataset over ``(epoch, index)`` keys (``training.sampling.RunSampler``): the
+    mapper learns the sample's epoch."""
 
     def __init__(self, dicts: list[dict[str, Any]], mapper: NBandMapper) -> None:
         self.dicts = dicts
@@ -184,28 +180,6 @@ class EpochDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dicts)
 
-    def __getitem__(self, key: int) -> dict[str, Any]:
-        epoch, index = divmod(int(key), len(self.dicts))
-        return self.mapper({**self.dicts[index], "epoch": epoch})
-
-
-class ResumableSampler(Sampler[int]):
-    """Endless per-epoch permutations (a function of seed and epoch) as ``epoch * n + index``
-    keys, started at ``start_iter``: a resumed run continues the very same sample stream. Each
-    of ``world`` processes takes every ``world``-th key."""
-
-    def __init__(
-        self, n: int, batch_size: int, seed: int, start_iter: int = 0, rank: int = 0, world: int = 1
-    ) -> None:
-        self.n, self.seed, self.rank, self.world = n, seed, rank, world
-        self.start = start_iter * batch_size * world  # position in the global stream
-
-    def __iter__(self) -> Iterator[int]:
-        pos = self.start
-        while True:
-            epoch, offset = divmod(pos, self.n)
-            perm = np.random.default_rng((self.seed, epoch)).permutation(self.n)
-            for i in range(offset, self.n):
-                if (pos - self.start) % self.world == self.rank:
-                    yield epoch * self.n + int(perm[i])
-                pos += 1
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        return self.mapper({**self.dicts[int(index)], "epoch": int(epoch)})

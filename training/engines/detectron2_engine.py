@@ -1,9 +1,11 @@
-"""The Detectron2 engine (the default): N-band Mask R-CNN R-FPN trained with Detectron2's trainer.
+"""The Detectron2 engine (the design card's): N-band Mask R-CNN R-FPN with Detectron2's trainer.
 
-``DefaultTrainer`` with the N-band mapper and a resumable sampler (``detectron2_data``), hooks for
+``DefaultTrainer`` with the N-band mapper (``detectron2_data``) and the shared resumable sampler
+(``training.sampling``, positives oversampled as configured), hooks for
 periodic checkpoints (``DetectionCheckpointer``), ``COCOEvaluator`` on the validation split and the
 best checkpoint by segm AP, AMP on CUDA, gradient clipping (``SOLVER.CLIP_GRADIENTS``) and
-``launch`` over all GPUs when there is more than one. Checkpoints carry the engine contract's
+Detectron2's own ``launch`` over ``num_gpus`` GPUs: this engine is its own launcher (never run it
+under torchrun). Checkpoints carry the engine contract's
 ``config``/``stats``/``metrics`` next to Detectron2's own entries. Inference calls the model
 directly (``DefaultPredictor`` handles 1 or 3 channels only).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pickle
 import weakref
 from pathlib import Path
@@ -35,19 +38,19 @@ from imagery import feedback
 from imagery.errors import AsmSpotterError, Reason
 from training.config import TrainConfig
 from training.data import TrainData
-from training.engines.base import DetectionModel, Engine, Instances
+from training.devices import resolve_device
+from training.engines.base import SCORE_FLOOR, DetectionModel, Engine, Instances, prepare_input
 from training.engines.detectron2_config import build_config
 from training.engines.detectron2_data import (
     EpochDataset,
     NBandMapper,
-    ResumableSampler,
     dataset_dicts,
-    fill_nodata,
     register,
     rescale,
     write_ground_truth,
 )
 from training.engines.detectron2_eval import ObjectF1Evaluator
+from training.sampling import epoch_pool, run_sampler
 
 TRAIN_SET = "asmspotter_train"
 VAL_SET = "asmspotter_val"
@@ -55,14 +58,6 @@ BEST = "model_best.pth"
 FINAL = "model_final.pth"
 METRICS = "metrics.json"  # Detectron2's JSONWriter log (one JSON object per line)
 BEST_METRIC = "segm/AP"
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AsmSpotterError(Reason.INVALID_ARGUMENT, f"device {name!r} asked for but no CUDA")
-    return name
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
@@ -195,13 +190,8 @@ class NBandTrainer(DefaultTrainer):
         mapper = NBandMapper(
             self.data.train, self.data.stats, cfg_t.augment, cfg_t.seed, cfg_t.input_scale
         )
-        sampler = ResumableSampler(
-            len(dicts),
-            cfg_t.batch_size,
-            cfg_t.seed,
-            self.sampler_start,
-            comm.get_rank(),
-            comm.get_world_size(),
+        sampler = run_sampler(
+            self.data.train, cfg_t, self.sampler_start, comm.get_rank(), comm.get_world_size()
         )
         return build_detection_train_loader(
             EpochDataset(dicts, mapper),
@@ -289,9 +279,8 @@ def _train_worker(cfg: TrainConfig, data: TrainData, out_dir: Path, resume: bool
     register(TRAIN_SET, data.train)
     if data.val is not None:
         register(VAL_SET, data.val, val_gt)
-    d2cfg = build_config(
-        cfg, data.mean, data.std, device, str(out_dir), world, n_train=len(data.train)
-    ).clone()
+    n_train = len(epoch_pool(data.train, cfg.oversample_positives))
+    d2cfg = build_config(cfg, device, str(out_dir), world, n_train=n_train).clone()
     d2cfg.defrost()
     d2cfg.DATASETS.TRAIN = (TRAIN_SET,)
     d2cfg.DATASETS.TEST = (VAL_SET,) if data.val is not None else ()
@@ -330,36 +319,26 @@ class Detectron2DetectionModel(DetectionModel):
         self.device = device
         self.input_scale = input_scale
         self.batch_size = batch_size
-        self.mean = np.asarray(info["normalization"]["mean"], np.float32)
 
     @torch.inference_mode()
-    def predict(self, images: np.ndarray, score_threshold: float = 0.05) -> list[Instances]:
-        images = np.asarray(images, np.float32)
-        if images.ndim != 4:
-            raise AsmSpotterError(
-                Reason.INVALID_ARGUMENT, f"images must be [N,C,H,W], got shape {images.shape}"
-            )
-        if images.shape[1] != len(self.mean):
-            raise AsmSpotterError(
-                Reason.BAND_MISMATCH,
-                f"images have {images.shape[1]} bands but the model expects {len(self.mean)}",
-            )
-        self.model.roi_heads.box_predictor.test_score_thresh = float(score_threshold)
+    def predict(self, images: np.ndarray, score_threshold: float = SCORE_FLOOR) -> list[Instances]:
+        x = prepare_input(images, self.info)
+        h, w = np.shape(images)[2:]
         out: list[Instances] = []
-        for start in range(0, len(images), self.batch_size):
-            out.extend(self._predict_batch(images[start : start + self.batch_size]))
+        for start in range(0, len(x), self.batch_size):
+            for found in self._predict_batch(x[start : start + self.batch_size]):
+                out.append(found.above(score_threshold).cropped(h, w))
         return out
 
-    def _predict_batch(self, images: np.ndarray) -> list[Instances]:
-        h, w = images.shape[2:]
+    def _predict_batch(self, prepared: np.ndarray) -> list[Instances]:
+        h, w = prepared.shape[2:]
         inputs = [
             {
-                # the model normalises with PIXEL_MEAN/STD; nodata -> mean is 0 after that
-                "image": rescale(torch.from_numpy(fill_nodata(img, self.mean)), self.input_scale),
+                "image": rescale(torch.from_numpy(img), self.input_scale),
                 "height": h,
                 "width": w,
             }
-            for img in images
+            for img in prepared
         ]
         out = []
         for result in self.model(inputs):
@@ -382,15 +361,32 @@ class Detectron2DetectionModel(DetectionModel):
 
 class Detectron2Engine(Engine):
     name = "detectron2"
+    honours = TrainConfig.field_names()
+    launches_itself = True
 
-    def train(self, cfg: TrainConfig, data: TrainData, out_dir: Path, resume: bool) -> Path:
+    def train(
+        self, cfg: TrainConfig, data: TrainData, out_dir: Path, resume: bool, num_gpus: int = 1
+    ) -> Path:
+        self.check_config(cfg)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                "the detectron2 engine launches its own processes; run `asmspotter train "
+                "--num-gpus N` directly, not under torchrun",
+            )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         device = resolve_device(cfg.device)
-        gpus = torch.cuda.device_count() if device == "cuda" else 0
+        gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+        if num_gpus > max(gpus, 1):
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                f"--num-gpus {num_gpus} but {gpus} CUDA device(s) are available to device "
+                f"{device!r}",
+            )
         launch(
             _train_worker,
-            max(gpus, 1),
+            num_gpus,
             dist_url="auto",
             args=(cfg, data, out_dir, resume, device),
         )
@@ -405,8 +401,7 @@ class Detectron2Engine(Engine):
     def load(self, bundle_dir: Path, info: dict, device: str) -> DetectionModel:
         cfg = TrainConfig.from_dict(info["config"])
         cfg.init_weights = None
-        norm = info["normalization"]
-        d2cfg = build_config(cfg, norm["mean"], norm["std"], device)
+        d2cfg = build_config(cfg, device)
         model = build_model(d2cfg)
         weights = Path(bundle_dir) / info["weights"]
         if not weights.is_file():

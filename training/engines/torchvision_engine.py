@@ -27,7 +27,13 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from imagery.errors import AsmSpotterError, Reason
 from training.config import TrainConfig
 from training.data import TrainData
-from training.engines.base import DetectionModel, Engine, Instances, normalize
+from training.engines.base import (
+    SCORE_FLOOR,
+    DetectionModel,
+    Engine,
+    Instances,
+    prepare_input,
+)
 
 RESNETS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
 MASK_THRESHOLD = 0.5
@@ -138,7 +144,7 @@ def build_model(cfg: TrainConfig) -> MaskRCNN:
         rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
         box_batch_size_per_image=cfg.roi_batch_size_per_image,
         box_detections_per_img=cfg.detections_per_image,
-        box_score_thresh=0.0,
+        box_score_thresh=SCORE_FLOOR,  # fixed: predict filters per call
         mask_head=mask_head,
     )
     model.transform = FixedScaleTransform(cfg.input_scale, n_channels)
@@ -179,38 +185,33 @@ class TorchvisionDetectionModel(DetectionModel):
         self.batch_size = batch_size
 
     @torch.inference_mode()
-    def predict(self, images: np.ndarray, score_threshold: float = 0.05) -> list[Instances]:
-        norm = self.info["normalization"]
-        x = normalize(images, norm["mean"], norm["std"])
-        was_training = self.model.training
-        self.model.eval()
-        # Drop low scores before masks are pasted (the costly part of post-processing).
-        self.model.roi_heads.score_thresh = score_threshold
+    def predict(self, images: np.ndarray, score_threshold: float = SCORE_FLOOR) -> list[Instances]:
+        x = prepare_input(images, self.info)
+        h, w = np.shape(images)[2:]
         out: list[Instances] = []
-        try:
-            for start in range(0, len(x), self.batch_size):
-                batch = torch.from_numpy(x[start : start + self.batch_size]).to(self.device)
-                for det in self.model(list(batch)):
-                    keep = det["scores"] >= score_threshold
-                    masks = det["masks"][keep, 0] >= MASK_THRESHOLD
-                    out.append(
-                        Instances(
-                            masks=masks.cpu().numpy().astype(bool),
-                            scores=det["scores"][keep].float().cpu().numpy(),
-                            classes=(det["labels"][keep] - 1).cpu().numpy().astype(np.int64),
-                            boxes=det["boxes"][keep].float().cpu().numpy(),
-                        )
-                    )
-        finally:
-            self.model.train(was_training)
+        for start in range(0, len(x), self.batch_size):
+            batch = torch.from_numpy(x[start : start + self.batch_size]).to(self.device)
+            for det in self.model(list(batch)):  # eval mode since __init__
+                found = Instances(
+                    masks=(det["masks"][:, 0] >= MASK_THRESHOLD).cpu().numpy(),
+                    scores=det["scores"].float().cpu().numpy(),
+                    classes=(det["labels"] - 1).cpu().numpy().astype(np.int64),
+                    boxes=det["boxes"].float().cpu().numpy(),
+                )
+                out.append(found.above(score_threshold).cropped(h, w))
         return out
 
 
 class TorchvisionEngine(Engine):
     name = "torchvision"
+    honours = TrainConfig.field_names() - {"engine_options"}
 
-    def train(self, cfg: TrainConfig, data: TrainData, out_dir: Path, resume: bool) -> Path:
+    def train(
+        self, cfg: TrainConfig, data: TrainData, out_dir: Path, resume: bool, num_gpus: int = 1
+    ) -> Path:
         from training.train import fit
+
+        self.check_config(cfg)  # several GPUs: started under torchrun (training/cli.py)
 
         def as_detection_model(model: nn.Module, info: dict, device: str) -> DetectionModel:
             return TorchvisionDetectionModel(model, info, device, batch_size=cfg.batch_size)

@@ -1,0 +1,61 @@
+"""What each engine honours and how it is launched: a config field an engine would ignore is
+refused, and Detectron2 is started by its own launcher only (never inside torchrun)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagery.errors import AsmSpotterError, Reason
+from training.config import TrainConfig
+from training.engines.base import ENGINES, get_engine
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_config_field_is_honoured_or_refused():
+    tv = get_engine("torchvision")
+    assert TrainConfig.field_names() - tv.honours == {"engine_options"}
+    with pytest.raises(AsmSpotterError) as err:
+        tv.check_config(TrainConfig(engine_options={"MODEL.ROI_BOX_HEAD.FC_DIM": 128}))
+    assert err.value.reason == Reason.INVALID_ARGUMENT
+    assert "torchvision engine does not support engine_options=" in str(err.value)
+    tv.check_config(TrainConfig(box_head_dim=128, oversample_positives=3))
+    if "detectron2" in ENGINES:
+        pytest.importorskip("detectron2")
+        d2 = get_engine("detectron2")
+        assert d2.honours == TrainConfig.field_names() and d2.launches_itself
+        d2.check_config(TrainConfig(engine="detectron2", box_head_dim=128, oversample_positives=3))
+
+
+def test_detectron2_refuses_to_run_inside_torchrun(monkeypatch, make_tiny_coco, tmp_path):
+    pytest.importorskip("detectron2")
+    from training.data import load_train_data
+
+    cfg = TrainConfig(engine="detectron2", backbone="R18", device="cpu", max_iter=1)
+    data = load_train_data(cfg, make_tiny_coco(tmp_path / "ds", 4))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(AsmSpotterError) as err:
+        get_engine("detectron2").train(cfg, data, tmp_path / "run", resume=False)
+    assert err.value.reason == Reason.INVALID_ARGUMENT and "not under torchrun" in str(err.value)
+
+
+def test_detectron2_num_gpus_is_its_own_launch(make_tiny_coco, tmp_path):
+    """`--num-gpus 2` with Detectron2 on a machine without two GPUs: one clear line, and no
+    torchrun around Detectron2's launch (which trained the whole dataset on every rank)."""
+    pytest.importorskip("detectron2")
+    import torch
+
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has two GPUs: the refusal cannot be shown here")
+    data = make_tiny_coco(tmp_path / "ds", 4)
+    cmd = [sys.executable, "-m", "asmspotter.cli", "train", "--num-gpus", "2", "--data", str(data)]
+    cmd += ["--out", str(tmp_path / "run"), "engine=detectron2", "backbone=R18", "device=cpu"]
+    cmd += ["max_iter=1", "num_workers=0", "chip_size=64"]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "launching:" not in run.stderr  # no torchrun
+    assert run.stderr.strip().splitlines()[-1].startswith("error [INVALID_ARGUMENT]: --num-gpus 2")

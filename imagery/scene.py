@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
@@ -76,9 +77,9 @@ class Scene:
         window = window or Window(0, 0, self.grid.width, self.grid.height)
         try:
             return self._read(window)
-        except RasterioError as exc:  # truncated or corrupt blocks surface only on read
+        except RASTER_ERRORS as exc:  # truncated or corrupt blocks surface only on read
             raise ImageryError(
-                Reason.NOT_A_GEOTIFF, f"corrupt or truncated raster data ({exc})", self.path
+                Reason.NOT_A_GEOTIFF, f"corrupt or truncated raster data ({_why(exc)})", self.path
             ) from exc
 
     def read_cloud_mask(self, window: Window | None = None) -> np.ndarray | None:
@@ -145,16 +146,70 @@ def check_geotiff(path: str | Path, name: str | None = None) -> None:
         check_tiff_magic(f.read(16), name)
 
 
+# What GDAL/rasterio raise on a malformed file: their own errors, and UnicodeDecodeError when
+# GDAL's error or metadata text is not UTF-8 (fuzzed TIFFs).
+RASTER_ERRORS = (RasterioError, CPLE_BaseError, UnicodeDecodeError)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "GDAL reported an error whose text is not UTF-8"
+    return str(exc)
+
+
 def _open_raster(path: str | Path) -> rasterio.DatasetReader:
     path = str(path)
     if not Path(path).exists():
         raise ImageryError(Reason.FILE_NOT_FOUND, "no such file", path)
     try:
         return rasterio.open(path)
-    except RasterioError as exc:
+    except RASTER_ERRORS as exc:
         raise ImageryError(
-            Reason.NOT_A_GEOTIFF, f"not a readable GeoTIFF/JP2 raster ({exc})", path
+            Reason.NOT_A_GEOTIFF, f"not a readable GeoTIFF/JP2 raster ({_why(exc)})", path
         ) from exc
+
+
+def check_transform(transform: Affine, path: str) -> None:
+    """GEOTRANSFORM_INVALID unless pixels have a finite, non-zero size (sites need an area)."""
+    if not all(np.isfinite(v) for v in transform[:6]) or not abs(transform.determinant) > 0:
+        raise ImageryError(
+            Reason.GEOTRANSFORM_INVALID,
+            f"degenerate geotransform {tuple(transform[:6])}: pixels need a finite, non-zero "
+            "size; write the tile's real transform (e.g. gdal_edit.py -a_ullr) or use "
+            "`asmspotter stack`",
+            path,
+        )
+
+
+def physical_units(
+    dtypes: Sequence[str],
+    scales: Sequence[float],
+    offsets: Sequence[float],
+    sensor: Sensor,
+    path: str,
+) -> tuple[list[float], list[float]]:
+    """(scale, offset) per band that turn file values into physical units, never guessed.
+
+    A band's scale/offset tags are honoured whenever set. Untagged: floats are physical already,
+    and uint16 optical DNs follow the Sentinel-2 product convention (x ``sensor.scale``); any
+    other integer type (int16, uint8, ...) is refused with UNITS_UNKNOWN.
+    """
+    out_scales, out_offsets = [], []
+    for dtype, scale, offset in zip(dtypes, scales, offsets, strict=True):
+        if scale != 1.0 or offset != 0.0 or dtype.startswith("float"):
+            out_scales.append(scale)
+        elif dtype == "uint16":
+            out_scales.append(sensor.scale)
+        else:
+            raise ImageryError(
+                Reason.UNITS_UNKNOWN,
+                f"{dtype} bands without scale/offset tags: their units cannot be known (only "
+                "uint16 Sentinel DNs have a convention); set the scale (e.g. gdal_edit.py -scale "
+                "0.0001 for reflectance x 10000) or restack with `asmspotter stack`",
+                path,
+            )
+        out_offsets.append(offset)
+    return out_scales, out_offsets
 
 
 def _check_nan(data: np.ndarray, nodata: float | None, path: str) -> None:
@@ -246,8 +301,22 @@ class StackedScene(Scene):
         self.path = str(path)
         check_geotiff(path)
         self._src = _open_raster(path)
+        try:
+            self._describe(sensor, bands)
+        except BaseException:
+            self._src.close()
+            raise
+
+    def _describe(self, sensor: str | None, bands: Sequence[str] | None) -> None:
         src = self._src
-        tags = src.tags()
+        try:
+            tags = src.tags()
+            descriptions = src.descriptions
+        except RASTER_ERRORS as exc:
+            raise ImageryError(
+                Reason.NOT_A_GEOTIFF, f"unreadable GeoTIFF metadata ({_why(exc)})", self.path
+            ) from exc
+        check_transform(src.transform, self.path)
         if src.crs is None:
             raise ImageryError(
                 Reason.CRS_MISSING,
@@ -265,15 +334,14 @@ class StackedScene(Scene):
         self.bands = tuple(
             _given_bands(bands, src.count, self.sensor, self.path)
             if bands
-            else _described_bands(src.descriptions, self.sensor, self.path)
+            else _described_bands(descriptions, self.sensor, self.path)
         )
         self.grid = Grid(src.crs, src.transform, src.width, src.height)
         self.scene_id = tags.get(SCENE_ID_TAG, Path(self.path).stem)
         self.datetime = tags.get(DATETIME_TAG)
-        # Integer S2 DNs written without a scale follow the product convention (x 1e-4).
-        default_scale = self.sensor.scale if src.dtypes[0].startswith("uint") else 1.0
-        self._scales = [s if s != 1.0 else default_scale for s in src.scales]
-        self._offsets = list(src.offsets)
+        self._scales, self._offsets = physical_units(
+            src.dtypes, src.scales, src.offsets, self.sensor, self.path
+        )
 
     def physical(self, data: np.ndarray, nodata: float | None) -> np.ndarray:
         """File values [bands, h, w] -> float32 physical units, NaN where ``nodata``."""

@@ -26,6 +26,7 @@ class ServiceReason(StrEnum):
     NOT_READY = "NOT_READY"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     CANCELLED = "CANCELLED"
+    STREAM_IDLE = "STREAM_IDLE"
     INTERNAL = "INTERNAL"
 
 
@@ -42,6 +43,7 @@ _CODES: dict[str, grpc.StatusCode] = {
     ServiceReason.NOT_READY: grpc.StatusCode.UNAVAILABLE,
     ServiceReason.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     ServiceReason.CANCELLED: grpc.StatusCode.CANCELLED,
+    ServiceReason.STREAM_IDLE: grpc.StatusCode.DEADLINE_EXCEEDED,
     ServiceReason.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 

@@ -44,6 +44,8 @@ class ServerConfig:
     max_queued: int = 8  # requests waiting; beyond this RESOURCE_EXHAUSTED at once
     max_message_bytes: int = 64 * MiB
     max_scene_bytes: int = 4096 * MiB  # DetectScene streams
+    max_uploads: int | None = None  # DetectScene streams being received; None: active + queued
+    stream_idle_s: float = 30.0  # longest pause between two messages of a DetectScene stream
     max_tile_pixels: int = 10980 * 10980
     max_batch: int = 8  # windows per model batch
     max_wait_ms: float = 5.0  # dynamic batching: longest wait for more windows
@@ -88,6 +90,8 @@ class DetectionServer:
             TileLimits(config.max_scene_bytes, config.max_tile_pixels),
             config.allowed_root,
             config.spool_dir,
+            max_uploads=config.max_uploads or config.max_active + config.max_queued,
+            stream_idle_s=config.stream_idle_s,
         )
         self.health = health.HealthServicer()
         self._model = model
@@ -107,7 +111,9 @@ class DetectionServer:
     def start(self) -> int:
         """Bind and start answering (health NOT_SERVING); returns the bound port."""
         c = self.config
-        workers = c.max_active + c.max_queued + 8  # spare threads answer overload and health
+        uploads = c.max_uploads or c.max_active + c.max_queued
+        # running, queued and receiving calls, plus spare threads for overload answers and health
+        workers = c.max_active + c.max_queued + uploads + 8
         options = [
             ("grpc.max_receive_message_length", c.max_message_bytes + MiB),
             ("grpc.max_send_message_length", c.max_message_bytes + MiB),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from service.metrics import ServiceMetrics
 from service.predictor import DEFAULT_MIN_SCORE, DetectOptions, Predictor, Site, tile_id_for
 from service.predictor import dumps_geometry as _geojson
 from service.tiles import SpooledTile, TileLimits, check_size, check_tiff_magic, resolve_uri
+from service.uploads import ReceivedScene, SceneUploads
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,6 +80,8 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
         scene_limits: TileLimits,
         allowed_root: str | Path | None = None,
         spool_dir: str | None = None,
+        max_uploads: int = 10,
+        stream_idle_s: float = 30.0,
     ) -> None:
         self.predictor: Predictor | None = None  # set once the model is loaded and warm
         self.admission = admission
@@ -86,6 +90,9 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
         self.scene_limits = scene_limits
         self.allowed_root = allowed_root
         self.spool_dir = spool_dir
+        self.uploads = SceneUploads(
+            max_uploads, stream_idle_s, scene_limits, spool_dir, allowed_root
+        )
 
     # -- plumbing -------------------------------------------------------------------------------
     def _ready(self) -> Predictor:
@@ -98,7 +105,14 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
     def _fail(
         self, method: str, context: grpc.ServicerContext, exc: Exception, started: float
     ) -> None:
-        if not isinstance(exc, AsmSpotterError | ServiceError):
+        if not context.is_active():  # the caller went away: not a server error
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                exc = ServiceError(ServiceReason.DEADLINE_EXCEEDED, "the deadline passed")
+            else:
+                exc = ServiceError(ServiceReason.CANCELLED, "the caller cancelled the call")
+            log.info("%s: %s", method, exc)
+        elif not isinstance(exc, AsmSpotterError | ServiceError):
             log.exception("%s failed", method)
         self.metrics.observe(method, code_name(status_from_exception(exc).code), started)
         abort(context, exc)
@@ -136,7 +150,8 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
                 check_tiff_magic(tile.content[:4], tile_id)
                 check_size(len(tile.content), self.limits, tile_id)
                 spool = SpooledTile(tile_id, self.limits, self.spool_dir)
-                spool.write(tile.content)
+                with spool.naming():
+                    spool.write(tile.content)
                 path, name = spool.finish(), tile_id
             elif source == "uri":  # a local file: only the pixel limit applies
                 path, name = resolve_uri(tile.uri, self.allowed_root), tile.uri
@@ -146,9 +161,12 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
                     Reason.INVALID_ARGUMENT, "the tile has neither content nor uri; set one"
                 )
             limits = self.limits if source == "content" else self.scene_limits
-            with predictor.open(
-                path, tile.sensor, list(tile.band_names), name=name, limits=limits
-            ) as scene:
+            with (
+                spool.naming() if spool is not None else contextlib.nullcontext(),
+                predictor.open(
+                    path, tile.sensor, list(tile.band_names), name=name, limits=limits
+                ) as scene,
+            ):
                 result = predictor.detect(scene, options, tile_id, self._cancelled(context))
         finally:
             if spool is not None:
@@ -226,69 +244,48 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
     def DetectScene(  # noqa: N802
         self, request_iterator: Iterator[pb.DetectSceneRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.DetectSceneResponse]:
+        """The scene is received whole (``service/uploads.py``) before it asks for an admission
+        slot: stalled or slow streams hold no inference capacity."""
         started = time.perf_counter()
         try:
             predictor = self._ready()
-            with self.admission.slot(context.time_remaining, context.is_active):
-                yield from self._scene(predictor, request_iterator, context)
+            with self.uploads.receive(request_iterator, context) as received:
+                with self.admission.slot(context.time_remaining, context.is_active):
+                    yield from self._scene(predictor, received, context)
         except Exception as exc:
             self._fail("DetectScene", context, exc, started)
             raise
         self.metrics.observe("DetectScene", "OK", started)
 
     def _scene(
-        self,
-        predictor: Predictor,
-        requests: Iterator[pb.DetectSceneRequest],
-        context: grpc.ServicerContext,
+        self, predictor: Predictor, received: ReceivedScene, context: grpc.ServicerContext
     ) -> Iterator[pb.DetectSceneResponse]:
-        first = next(requests, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise AsmSpotterError(
-                Reason.INVALID_ARGUMENT, "the first DetectScene message must be the header"
-            )
-        header = first.header
-        tile, options = header.tile, options_from_proto(header.options)
-        spool = None
-        try:
-            if tile.WhichOneof("source") == "uri":
-                path, name = resolve_uri(tile.uri, self.allowed_root), tile.uri
-                tile_id = tile.tile_id or tile_id_for(path=path)
-            else:
-                tile_id = tile.tile_id or "scene"
-                check_size(header.total_bytes, self.scene_limits, tile_id)
-                spool = SpooledTile(tile_id, self.scene_limits, self.spool_dir)
-                for msg in requests:
-                    if msg.WhichOneof("part") != "chunk":
-                        raise AsmSpotterError(
-                            Reason.INVALID_ARGUMENT, "only the first message may be a header"
-                        )
-                    spool.write(msg.chunk)
-                path, name = spool.finish(), tile_id
-            version = self._model_version()
-            with predictor.open(
-                path, tile.sensor, list(tile.band_names), name=name, limits=self.scene_limits
-            ) as scene:
-                total, grid = 0, grid_check_to_proto(scene.grid_check)
-                for step in predictor.iter_detect(
-                    scene, options, tile_id, self._cancelled(context)
-                ):
-                    total = step.windows_total
-                    self.metrics.sites.inc(len(step.sites))
-                    yield pb.DetectSceneResponse(
-                        sites=[site_to_proto(s) for s in step.sites],
-                        windows_done=step.windows_done,
-                        windows_total=step.windows_total,
-                        model=version,
-                        grid_check=grid,
-                    )
+        tile, options = received.header.tile, options_from_proto(received.header.options)
+        version = self._model_version()
+        with predictor.open(
+            received.path,
+            tile.sensor,
+            list(tile.band_names),
+            name=received.name,
+            limits=self.scene_limits,
+        ) as scene:
+            total, grid = 0, grid_check_to_proto(scene.grid_check)
+            for step in predictor.iter_detect(
+                scene, options, received.tile_id, self._cancelled(context)
+            ):
+                total = step.windows_total
+                self.metrics.sites.inc(len(step.sites))
                 yield pb.DetectSceneResponse(
-                    windows_done=total,
-                    windows_total=total,
-                    done=True,
+                    sites=[site_to_proto(s) for s in step.sites],
+                    windows_done=step.windows_done,
+                    windows_total=step.windows_total,
                     model=version,
                     grid_check=grid,
                 )
-        finally:
-            if spool is not None:
-                spool.close()
+            yield pb.DetectSceneResponse(
+                windows_done=total,
+                windows_total=total,
+                done=True,
+                model=version,
+                grid_check=grid,
+            )

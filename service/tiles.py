@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from imagery.errors import ImageryError, Reason
+from imagery.errors import AsmSpotterError, ImageryError, Reason
 from imagery.scene import (
     Scene,
     StackedScene,
@@ -67,8 +68,30 @@ def check_size(n_bytes: int, limits: TileLimits, name: str) -> None:
         )
 
 
+MAX_URI_CHARS = 4096
+
+
+def check_uri(uri: str) -> None:
+    """INVALID_ARGUMENT for a URI no file can have: too long, or control characters (NUL...),
+    also once percent-decoded. Checked before the URI reaches the file system."""
+    shown = uri if uri.isprintable() else ascii(uri)
+    if len(uri) > MAX_URI_CHARS:
+        raise ImageryError(
+            Reason.INVALID_ARGUMENT,
+            f"the tile URI has {len(uri)} characters (at most {MAX_URI_CHARS})",
+            shown[:200] + "...",
+        )
+    if not (uri.isprintable() and unquote(uri).isprintable()):
+        raise ImageryError(
+            Reason.INVALID_ARGUMENT,
+            "the tile URI holds control characters (e.g. NUL); send a plain path or file:// URI",
+            shown,
+        )
+
+
 def resolve_uri(uri: str, allowed_root: str | Path | None) -> Path:
     """A path or file:// URI -> a real path that must lie under ``allowed_root``."""
+    check_uri(uri)
     parsed = urlparse(uri)
     if parsed.scheme not in ("", "file"):
         raise ImageryError(
@@ -89,7 +112,11 @@ def resolve_uri(uri: str, allowed_root: str | Path | None) -> Path:
         raise ImageryError(
             Reason.URI_NOT_ALLOWED, f"the path is outside the allowed root {root}", uri
         )
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError:  # e.g. a file name longer than the file system allows
+        found = False
+    if not found:
         raise ImageryError(Reason.FILE_NOT_FOUND, "no such file under the allowed root", uri)
     return path
 
@@ -122,6 +149,22 @@ class SpooledTile:
         if not self._file.closed:
             self._file.close()
         self.path.unlink(missing_ok=True)
+
+    @contextmanager
+    def naming(self) -> Iterator[None]:
+        """Errors raised inside name the caller's tile, never this server's spool file (GDAL's
+        messages quote the file they read)."""
+        try:
+            yield
+        except AsmSpotterError as exc:
+            spool = (str(self.path), self.path.name)
+            if any(s in str(exc) for s in spool):
+                detail, path = exc.detail, exc.path
+                for s in spool:
+                    detail = detail.replace(s, self.name)
+                    path = path.replace(s, self.name) if path else path
+                raise type(exc)(exc.reason, detail, path) from exc
+            raise
 
 
 def open_tile(

@@ -3,9 +3,10 @@
 ``BatchRunner`` owns the model on one or more worker threads. Requests ``submit`` stacks of
 windows and get a ``Future``; a worker packs queued stacks into batches of up to ``max_batch``
 windows, waiting at most ``max_wait_s`` for more to arrive (dynamic batching), and runs them under
-autocast (fp16/bf16) on a GPU. Cancelled futures are skipped. Model calls are stateless: a batch
-runs at the model's score floor and each request's windows are filtered by that request's own
-threshold afterwards, so workers never change each other's results. Torch is imported lazily,
+autocast (fp16/bf16) on a GPU. Cancelled futures are skipped. Model calls are stateless: the
+threshold is an argument of ``predict`` (the lowest of the batch's requests), never model state,
+and each request's windows are filtered by its own threshold afterwards, so concurrent workers
+never change each other's results. Torch is imported lazily,
 only when autocast is wanted.
 """
 
@@ -146,10 +147,22 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """'auto' -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU."""
+    """'auto' -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU. fp16/bf16 asked
+    for on a CPU are refused (they were once run as fp32 without a word)."""
+    from imagery.errors import AsmSpotterError, Reason
+
     if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise ValueError(f"precision must be auto, fp32, fp16 or bf16, not {precision!r}")
+        raise AsmSpotterError(
+            Reason.INVALID_ARGUMENT,
+            f"precision must be auto, fp32, fp16 or bf16, not {precision!r}",
+        )
     if not str(device).startswith("cuda"):
+        if precision in ("fp16", "bf16"):
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                f"precision {precision} needs a CUDA device; on {device} the model runs in fp32 "
+                "(use --precision auto or fp32)",
+            )
         return "fp32"
     if precision != "auto":
         return precision

@@ -275,3 +275,17 @@ def test_detect_scene_honours_max_detections(stub, good):
     capped = [s for r in stub.DetectScene(requests(1), timeout=30) for s in r.sites]
     assert len(every) == 2 and len(capped) == 1
     assert capped[0].score == max(s.score for s in every) and capped[0].site_id == "capped/0"
+
+
+def test_half_precision_on_a_cpu_is_refused():
+    """`--precision fp16` on a CPU once ran fp32 without a word."""
+    from imagery.errors import AsmSpotterError, Reason
+    from service.batching import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "fp32"
+    for precision in ("fp16", "bf16"):
+        with pytest.raises(AsmSpotterError) as err:
+            resolve_precision(precision, "cpu")
+        assert err.value.reason == Reason.INVALID_ARGUMENT and "needs a CUDA device" in str(
+            err.value
+        )

@@ -59,3 +59,33 @@ def test_detectron2_num_gpus_is_its_own_launch(make_tiny_coco, tmp_path):
     assert run.returncode == 2, run.stderr[-2000:]
     assert "launching:" not in run.stderr  # no torchrun
     assert run.stderr.strip().splitlines()[-1].startswith("error [INVALID_ARGUMENT]: --num-gpus 2")
+
+
+def test_one_rule_each_for_f1_devices_and_samplers():
+    """Precision/recall/F1, device choice and the sample stream each have one implementation
+    that both engines use (they were written two or three times)."""
+    import training.train as loop
+    from training import evaluate, sampling
+    from training.devices import resolve_device
+
+    assert evaluate.prf(3, 1, 2) == {
+        "tp": 3,
+        "fp": 1,
+        "fn": 2,
+        "precision": 0.75,
+        "recall": 0.6,
+        "f1": pytest.approx(2 / 3),
+    }
+    assert not hasattr(loop, "resolve_device") or loop.resolve_device is resolve_device
+    assert not hasattr(loop, "RunSampler") or loop.RunSampler is sampling.RunSampler
+    with pytest.raises(AsmSpotterError) as err:
+        resolve_device("cuda:7")
+    assert err.value.reason == Reason.INVALID_ARGUMENT
+    if "detectron2" in ENGINES:
+        pytest.importorskip("detectron2")
+        from training.engines import detectron2_data, detectron2_engine, detectron2_eval
+
+        assert detectron2_eval.prf is evaluate.prf
+        assert detectron2_engine.resolve_device is resolve_device
+        assert not hasattr(detectron2_data, "ResumableSampler")
+        assert not hasattr(detectron2_data, "fill_nodata")  # nodata: prepare_input's rule

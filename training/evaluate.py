@@ -61,7 +61,8 @@ def match_counts(
     return counts
 
 
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
+def prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
+    """Precision, recall and F1 of object counts: the one rule of evaluation and training."""
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -157,8 +158,8 @@ def evaluate_model(
         gt.createIndex()
     bbox = _coco_ap(gt, [r for r in results if "bbox" in r], "bbox")
     segm = _coco_ap(gt, [_strip(r) for r in results if r.get("_segm")], "segm")
-    per_class = {name: _prf(*map(int, counts[c])) for c, name in enumerate(classes)}
-    overall = _prf(*map(int, counts.sum(axis=0)))
+    per_class = {name: prf(*map(int, counts[c])) for c, name in enumerate(classes)}
+    overall = prf(*map(int, counts.sum(axis=0)))
     return {
         "bbox": bbox,
         "segm": segm,

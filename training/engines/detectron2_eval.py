@@ -1,7 +1,7 @@
 """Object-level precision/recall/F1 at mask IoU 0.5 as a Detectron2 ``DatasetEvaluator``.
 
-Runs beside ``COCOEvaluator`` on the same predictions, with ``training.evaluate.match_counts``
-(the rule ``asmspotter evaluate`` uses), so checkpoints carry the same ``f1`` as evaluation.
+Runs beside ``COCOEvaluator`` on the same predictions, with ``training.evaluate.match_counts`` and
+``prf`` (the rules ``asmspotter evaluate`` uses): checkpoints carry the same ``f1`` as evaluation.
 The evaluation mapper passes each chip's ground truth along (``gt_masks``, ``gt_classes``).
 """
 
@@ -15,14 +15,7 @@ from detectron2.utils import comm
 
 from training.data import Sample
 from training.engines.base import Instances
-from training.evaluate import match_counts
-
-
-def prf(tp: int, fp: int, fn: int) -> dict[str, float]:
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+from training.evaluate import match_counts, prf
 
 
 class ObjectF1Evaluator(DatasetEvaluator):

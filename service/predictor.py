@@ -73,6 +73,7 @@ class TileResult:
     window_count: int
     sites: list[Site] = field(default_factory=list)
     windows_skipped: int = 0  # valid windows the prefilter kept from the model
+    windows_run: int = 0  # windows the model ran on (valid and not skipped)
     grid_check: GridCheck | None = None  # the tile's GSD, and whether it was resampled
 
 
@@ -84,6 +85,7 @@ class Progress:
     windows_done: int
     windows_total: int
     windows_skipped: int = 0  # so far, by the prefilter (nodata windows not counted)
+    windows_run: int = 0  # so far, by the model
 
 
 Cancelled = Callable[[], bool]
@@ -203,6 +205,7 @@ class Predictor:
         for step in self.iter_detect(scene, options, tile_id, cancelled, number=False):
             result.sites.extend(step.sites)
             result.windows_skipped = step.windows_skipped
+            result.windows_run = step.windows_run
             if progress is not None:
                 progress(step.windows_done, step.windows_total)
         result.sites = best_first(result.sites, options.max_detections, tile_id)
@@ -232,12 +235,13 @@ class Predictor:
                 if options.max_detections:
                     held += sites
                     sites = []
-                yield Progress(sites, item.index + 1, total, source.skipped)
+                run = source.valid - source.skipped
+                yield Progress(sites, item.index + 1, total, source.skipped, run)
         sites = held + self._sites(merger.flush(), scene, options, tile_id, numbers)
         if options.max_detections:
             sites = best_first(sites, options.max_detections, tile_id if number else None)
         if sites:
-            yield Progress(sites, total, total, source.skipped)
+            yield Progress(sites, total, total, source.skipped, source.valid - source.skipped)
 
     def _sites(
         self,

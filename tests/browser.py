@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -18,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.real_parts import missing
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -26,10 +25,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def require_chromium() -> str:
     if CHROMIUM:
         return CHROMIUM
-    msg = "chromium is not installed (tests/setup/system_packages.sh installs it)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
+    missing("chromium is not installed (tests/setup/system_packages.sh installs it)")
 
 
 class Browser:

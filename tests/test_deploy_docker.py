@@ -20,6 +20,7 @@ from tests.deploy_support import (
     dockerignore_patterns,
     service_parser,
 )
+from tests.real_parts import require_module
 
 DOCKERFILES = {
     "cpu": DEPLOY / "docker" / "cpu.Dockerfile",
@@ -156,8 +157,8 @@ def _healthcheck(port: int) -> subprocess.CompletedProcess:
 
 
 def test_healthcheck_script_follows_the_server_status():
-    grpc = pytest.importorskip("grpc")
-    health_mod = pytest.importorskip("grpc_health.v1.health")
+    grpc = require_module("grpc")
+    health_mod = require_module("grpc_health.v1.health")
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     server = grpc.server(ThreadPoolExecutor(max_workers=2))

@@ -19,6 +19,7 @@ from service.client.batch import submit_batch
 from service.client.pool import ServerPool, connect, resolve, split_targets
 from service.client.sync import DetectionClient
 from tests.deploy_support import REPO
+from tests.real_parts import missing
 from tests.service_support import make_tile
 
 # A real DetectionServer with the rule model of the service tests (no torch), in its own process
@@ -218,7 +219,7 @@ def test_tls_to_resolved_addresses_checks_the_name(tiles, tmp_path):
     from tests.service_support import WaterIndexModel
 
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+        missing("openssl is not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]

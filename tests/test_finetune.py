@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from asmspotter.cli import main
+from tests.real_parts import require_module
 
 
 def test_finetune_starts_from_the_bundle(tiny_bundle, make_tiny_coco, tmp_path, capsys):
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     source = tmp_path / "source"
     shutil.copytree(tiny_bundle, source)
     info = json.loads((source / "bundle.json").read_text())

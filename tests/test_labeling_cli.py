@@ -22,6 +22,7 @@ from imagery.sensors import S2_STACK
 from imagery.tiles import write_tile
 from imagery.vector import read_features
 from labeling import project as lsproject
+from tests.real_parts import missing
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 AMW_GHANA = (
@@ -42,7 +43,7 @@ def test_label_without_server_settings_is_one_line(capsys, monkeypatch):
 @pytest.mark.labelstudio
 def test_cli_round_trip_of_real_polygons(labelstudio, tmp_path, capsys):
     if not AMW_GHANA.is_file():
-        pytest.skip(f"real data {AMW_GHANA} is absent")
+        missing(f"real data {AMW_GHANA} is absent")
     polygons = read_features(AMW_GHANA)
     target = polygons.geometries[0]
     crs = utm_crs_for(target.centroid.x, target.centroid.y)

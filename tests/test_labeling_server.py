@@ -24,6 +24,7 @@ from labeling.ml_backend import MLBackend
 from labeling.predict import PolygonPredictor, push_predictions
 from labeling.regions import brush_result, polygon_results
 from labeling.tasks import import_scene
+from tests.real_parts import require_module
 
 pytestmark = pytest.mark.labelstudio
 SIZE, CHIP = 512, 256
@@ -160,7 +161,7 @@ def test_annotate_export_matches_truth(ls, labelstudio, imported, truth_scene, t
         assert true.symmetric_difference(geom).area <= 0.05 * true.area
 
     # The training loader reads the dataset as it is.
-    training_data = pytest.importorskip("training.data")
+    training_data = require_module("training.data")
     chips = training_data.CocoChips(out, list(scene.bands), ["pit", "pond"], "train")
     sample = chips[0]
     assert sample.image.shape == (len(scene.bands), CHIP, CHIP)
@@ -170,7 +171,7 @@ def test_annotate_export_matches_truth(ls, labelstudio, imported, truth_scene, t
 
 def _train_a_few_steps(dataset, run):
     """`asmspotter train --data DATASET` on the export as it is (tiny network, 2 iterations)."""
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     from asmspotter.cli import main
 
     threads = torch.get_num_threads()

@@ -18,6 +18,7 @@ from labeling.config import label_config
 from labeling.predict import PolygonPredictor
 from labeling.regions import points_from_polygon, polygon_from_points, polygon_results
 from labeling.validate import validate_tasks
+from tests.real_parts import missing, require_module
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 AMW_GHANA = (
@@ -28,7 +29,7 @@ WEST_AFRICA = SHARED / "asm-map-west-africa" / "gt_asm_shapes.shp"
 
 
 def test_brush_rle_round_trip_and_reference_decoder():
-    ref = pytest.importorskip("label_studio_sdk.converter.brush")  # label-studio-converter's
+    ref = require_module("label_studio_sdk.converter.brush")  # label-studio-converter's
     mask = np.zeros((37, 53), bool)
     mask[5:30, 7:40] = True
     mask[12:20, 15:25] = False  # a hole
@@ -124,7 +125,7 @@ def _chip_over(geom_wgs84, size=96):
 @pytest.mark.parametrize("source", [AMW_GHANA, WEST_AFRICA], ids=["amazon-mining-watch", "asm-map"])
 def test_existing_polygons_become_chip_predictions(source):
     if not source.is_file():
-        pytest.skip(f"real data {source} is absent")
+        missing(f"real data {source} is absent")
     predictor = PolygonPredictor(source, label="pit", score=0.9)
     geoms = predictor.source.geometries
     # A chip over the first polygon and, for the shapefile, over its one invalid drawing.

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+from tests.real_parts import require_module
+
+require_module("torch")
 
 from imagery import coco  # noqa: E402
 from imagery.geometry import geometry_to_mask  # noqa: E402

@@ -14,6 +14,7 @@ from rasterio.features import rasterize
 
 from asmspotter.cli import main
 from imagery.scene import open_scene
+from tests.real_parts import missing, require_module
 
 from .conftest import L2A_DIR
 
@@ -24,11 +25,11 @@ AREA = [[-11.8, 24.5], [-11.3, 24.45], [-11.2, 24.9], [-11.75, 25.0], [-11.8, 24
 
 @pytest.fixture(scope="module")
 def stac_api(postgis_cluster, tmp_path_factory):
-    pytest.importorskip("stac_fastapi.pgstac")
+    require_module("stac_fastapi.pgstac")
     from monitoring.testing.stac_server import StacServer, build_items
 
     if not L2A_DIR.is_dir():
-        pytest.skip(f"{L2A_DIR} is absent")
+        missing(f"{L2A_DIR} is absent")
     work = tmp_path_factory.mktemp("stac")
     items = build_items(L2A_DIR, work)
     server = StacServer(postgis_cluster, items, work / "stac.log")

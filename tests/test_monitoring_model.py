@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from rasterio.windows import Window
 
 from asmspotter.cli import main
 from imagery.scene import Grid, open_scene
 from imagery.tiles import write_tile
 from monitoring.store import Store
+from tests.real_parts import missing
 
 from .conftest import L2A_DIR
 
 
 def test_run_with_bundle_records_model(tiny_bundle, tmp_path, capsys):
     if not L2A_DIR.is_dir():
-        pytest.skip(f"{L2A_DIR} is absent")
+        missing(f"{L2A_DIR} is absent")
     with open_scene(L2A_DIR) as scene:  # a 192 px crop of the real scene, the model's bands
         win = Window(400, 400, 192, 192)
         g = scene.grid

@@ -14,6 +14,7 @@ from shapely.geometry import box, mapping
 from asmspotter.cli import main
 from imagery.geometry import reproject
 from imagery.scene import open_scene
+from tests.real_parts import missing
 
 from .browser import Browser
 from .conftest import L2A_DIR
@@ -37,7 +38,7 @@ def _write(path: Path, geoms, props=None, crs=32629) -> Path:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     if not L2A_DIR.is_dir():
-        pytest.skip(f"{L2A_DIR} is absent")
+        missing(f"{L2A_DIR} is absent")
     work = tmp_path_factory.mktemp("report")
     tile = work / "tile.tif"
     assert main(["stack", str(L2A_DIR), "-o", str(tile), "--quiet"]) == 0

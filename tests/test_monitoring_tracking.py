@@ -13,6 +13,7 @@ from shapely.geometry import box
 from imagery.vector import Features, read_features
 from monitoring.monitor import mined_area_series, record_run
 from monitoring.store import Store
+from tests.real_parts import missing
 
 from .conftest import SHARED_DATA
 
@@ -28,7 +29,7 @@ def _proj(tr: Transformer, g):
 def _clip(name: str) -> Features:
     path = AMW / name
     if not path.exists():
-        pytest.skip(f"{path} is absent")
+        missing(f"{path} is absent")
     f = read_features(path)
     kept = [(g.intersection(REGION), p) for g, p in zip(f.geometries, f.properties, strict=True)]
     kept = [(g, p) for g, p in kept if g.area > 0]

@@ -13,6 +13,7 @@ from imagery.synthetic.scene import generate_scene
 from imagery.synthetic.spectra import BANDS
 from imagery.windows import WindowSpec, iter_windows
 from service.prefilter import WindowPrefilter
+from tests.real_parts import missing
 from tests.service_support import BANDS as TILE_BANDS
 from tests.service_support import WATER, WaterIndexModel, grid
 
@@ -114,7 +115,7 @@ def test_prefilter_keeps_the_plain_paths_sites(tmp_path: Path) -> None:
     """The real default bundle on a small cloudy generated scene: same sites with and without
     skipping windows (both with the default site test)."""
     if not (DEFAULT_BUNDLE / "bundle.json").exists():
-        pytest.skip("no default bundle")
+        missing("no default bundle")
     from service.predictor import DetectOptions, Predictor
     from training.model import load_bundle
 
@@ -133,6 +134,7 @@ def test_prefilter_keeps_the_plain_paths_sites(tmp_path: Path) -> None:
             predictor.close()
     plain, fast = results[False], results[True]
     assert plain.windows_skipped == 0 and fast.windows_skipped >= 8
+    assert plain.windows_run == fast.windows_run + fast.windows_skipped  # every valid window
     assert plain.sites, "the default bundle should find sites on this scene"
 
     def key(site):

@@ -17,6 +17,7 @@ from labeling import project as lsproject
 from labeling.regions import polygon_results
 from monitoring.alerts import load_alerts, site_states
 from monitoring.store import Store
+from tests.real_parts import missing, require_module
 from tests.watch_support import (
     AREA,
     SITES,
@@ -35,11 +36,11 @@ pytestmark = [pytest.mark.labelstudio, pytest.mark.timeout(900)]
 @pytest.fixture(scope="module")
 def watched(postgis_cluster, tmp_path_factory):
     """A store whose watched area ("open", no concessions) raised alerts for N1, N2 and N3."""
-    pytest.importorskip("stac_fastapi.pgstac")
+    require_module("stac_fastapi.pgstac")
     from monitoring.testing.stac_server import StacServer
 
     if not L2A_DIR.is_dir():
-        pytest.skip(f"{L2A_DIR} is absent")
+        missing(f"{L2A_DIR} is absent")
     work = tmp_path_factory.mktemp("review")
     items = build_acquisitions(L2A_DIR, work) + [fourth_acquisition(L2A_DIR, work)]
     stac = StacServer(postgis_cluster, items, work / "stac.log")

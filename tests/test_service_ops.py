@@ -20,6 +20,7 @@ from service.client import DetectionClient, DetectionError
 from service.client.types import _status_of
 from service.errors import error_info
 from service.server import DetectionServer, ServerConfig
+from tests.real_parts import missing
 from tests.service_support import WaterIndexModel, make_tile
 
 
@@ -131,7 +132,7 @@ def test_not_serving_until_the_model_is_warm(tile):
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+        missing("openssl is not installed")
     d = tmp_path_factory.mktemp("tls")
     subprocess.run(
         [

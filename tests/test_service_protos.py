@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
+from tests.real_parts import require_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,8 +20,8 @@ def _generator():
     return module
 
 
-@pytest.mark.skipif(importlib.util.find_spec("grpc_tools") is None, reason="needs grpcio-tools")
 def test_generated_code_is_fresh(tmp_path):
+    require_module("grpc_tools", "grpcio-tools regenerates the code")
     for fresh in _generator().generate(tmp_path):
         committed = REPO / fresh.relative_to(tmp_path)
         assert committed.is_file(), f"{committed} is missing: run `make protos`"

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from rasterio.transform import from_origin
 
-pytest.importorskip("detectron2", reason="detectron2 is not installed (third_party/detectron2)")
+from tests.real_parts import require_module
+
+require_module("detectron2", "detectron2 is not installed (third_party/detectron2)")
 
 from imagery import coco  # noqa: E402
 from imagery.errors import AsmSpotterError, Reason  # noqa: E402

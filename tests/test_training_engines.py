@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from imagery.errors import AsmSpotterError, Reason
+from tests.real_parts import require_module
 from training.config import TrainConfig
 from training.engines.base import ENGINES, get_engine
 
@@ -25,14 +26,14 @@ def test_every_config_field_is_honoured_or_refused():
     assert "torchvision engine does not support engine_options=" in str(err.value)
     tv.check_config(TrainConfig(box_head_dim=128, oversample_positives=3))
     if "detectron2" in ENGINES:
-        pytest.importorskip("detectron2")
+        require_module("detectron2")
         d2 = get_engine("detectron2")
         assert d2.honours == TrainConfig.field_names() and d2.launches_itself
         d2.check_config(TrainConfig(engine="detectron2", box_head_dim=128, oversample_positives=3))
 
 
 def test_detectron2_refuses_to_run_inside_torchrun(monkeypatch, make_tiny_coco, tmp_path):
-    pytest.importorskip("detectron2")
+    require_module("detectron2")
     from training.data import load_train_data
 
     cfg = TrainConfig(engine="detectron2", backbone="R18", device="cpu", max_iter=1)
@@ -46,7 +47,7 @@ def test_detectron2_refuses_to_run_inside_torchrun(monkeypatch, make_tiny_coco, 
 def test_detectron2_num_gpus_is_its_own_launch(make_tiny_coco, tmp_path):
     """`--num-gpus 2` with Detectron2 on a machine without two GPUs: one clear line, and no
     torchrun around Detectron2's launch (which trained the whole dataset on every rank)."""
-    pytest.importorskip("detectron2")
+    require_module("detectron2")
     import torch
 
     if torch.cuda.device_count() >= 2:
@@ -82,7 +83,7 @@ def test_one_rule_each_for_f1_devices_and_samplers():
         resolve_device("cuda:7")
     assert err.value.reason == Reason.INVALID_ARGUMENT
     if "detectron2" in ENGINES:
-        pytest.importorskip("detectron2")
+        require_module("detectron2")
         from training.engines import detectron2_data, detectron2_engine, detectron2_eval
 
         assert detectron2_eval.prf is evaluate.prf

@@ -135,7 +135,9 @@ def test_bundle_contents(trained):
     assert info["chip_size"] == 64 and len(info["normalization"]["mean"]) == 6
     assert info["weights_sha256"] == sha256_of(bundle / info["weights"])
     assert "asmspotter train" in info["trained_with"] and "max_iter=100" in info["trained_with"]
-    assert info["metrics"]["mask_AP"] >= 0
+    # the best checkpoint's validation metrics: 100 CPU steps learn the ponds (AP50 0.12 already
+    # at step 50); an untrained or broken model scores 0
+    assert info["metrics"]["mask_AP50"] >= 0.1 and info["metrics"]["n_instances"] > 0
     card = (bundle / "model_card.md").read_text()
     for words in ("## Data", "## Training", "seed: 42", "## Limits", "mask_AP"):
         assert words in card

@@ -19,6 +19,7 @@ from asmspotter.cli import main
 from monitoring.alerts import load_alerts, site_states
 from monitoring.store import Store
 from monitoring.testing.webhook_receiver import WebhookReceiver
+from tests.real_parts import missing, require_module
 from tests.watch_support import (
     AREA,
     CONCESSION,
@@ -37,13 +38,13 @@ pytestmark = pytest.mark.timeout(900)
 @pytest.fixture(scope="module")
 def acquisitions(tmp_path_factory):
     if not L2A_DIR.is_dir():
-        pytest.skip(f"{L2A_DIR} is absent")
+        missing(f"{L2A_DIR} is absent")
     return build_acquisitions(L2A_DIR, tmp_path_factory.mktemp("acq"))
 
 
 @pytest.fixture(scope="module")
 def stac(postgis_cluster, acquisitions, tmp_path_factory):
-    pytest.importorskip("stac_fastapi.pgstac")
+    require_module("stac_fastapi.pgstac")
     from monitoring.testing.stac_server import StacServer
 
     server = StacServer(

@@ -115,15 +115,20 @@ def _peak_mb(pid: int) -> float:
 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Wall seconds and peak RSS of one command (a child of its own)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, err = proc.communicate()
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {err[-2000:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far
-    return {"seconds": round(seconds, 1), "peak_rss_mb_children": round(peak_kib / 1024, 1)}
+    """Wall seconds and peak RSS of one command (its own rusage, from wait4)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed: {err.read().decode()[-2000:]}")
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
 def end_to_end(tile: Path, args: argparse.Namespace) -> dict[str, Any]:

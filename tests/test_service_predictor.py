@@ -155,3 +155,26 @@ def test_several_model_workers_give_the_same_sites(tmp_path):
     assert len(one.sites) == len(three.sites) == 2
     for a, b in zip(one.sites, three.sites, strict=True):
         assert a.geometry.equals(b.geometry) and a.score == b.score
+
+
+def test_site_scorer_rescores_merged_sites_before_min_score(tmp_path):
+    """The per-site stage (e.g. a context verifier): every merged site reaches the scorer with its
+    native-CRS outline and the open scene, and its new score meets min_score."""
+    ponds = [Point(30, 40).buffer(12), Point(100, 40).buffer(5)]  # the first straddles a seam
+    path, truth = make_tile(tmp_path / "two.tif", 140, ponds)
+    seen = []
+
+    def scorer(scene, found):
+        seen.extend(found)
+        assert scene.read(None).shape[0] == 6  # the scene is open and readable
+        return [c.rescored(0.9 if c.native.area > 1e4 else 0.3) for c in found]  # > 100 px
+
+    p = Predictor(WaterIndexModel(chip_size=64), overlap=16, max_batch=4, scorer=scorer)
+    try:
+        sites = p.detect_file(path, DetectOptions(output_crs=UTM.to_string())).sites
+    finally:
+        p.close()
+    assert len(seen) == 2
+    assert max(c.parts for c in seen) >= 2  # merged across the seam before scoring
+    assert [iou(c.native, truth[0]) > 0.9 for c in seen].count(True) == 1
+    assert len(sites) == 1 and sites[0].score == 0.9 and iou(sites[0].geometry, truth[0]) > 0.9

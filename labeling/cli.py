@@ -103,6 +103,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--folder", type=Path, help="where chips go (default FILES_ROOT/<slug>)")
     p.set_defaults(handler=_alerts, title=REVIEW_TITLE)
 
+    p = sub.add_parser(
+        "next",
+        help="the unlabelled tasks to label next, by the model's uncertainty (active learning)",
+        description="Scores every unlabelled task's chip with a bundle under the 8 flips and "
+        "quarter turns; ranks by closeness to the threshold plus disagreement between the "
+        "views (labeling/active.py). --mark writes the rank into the tasks (sort by "
+        "'label_next' in Label Studio's data manager).",
+    )
+    common(p)
+    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder")
+    p.add_argument("--device", help="cpu, cuda (default: cuda when present)")
+    p.add_argument("--budget", type=int, default=20, help="how many tasks to pick")
+    p.add_argument("--threshold", type=float, default=0.5, help="the model's decision threshold")
+    p.add_argument("--out", type=Path, help="write the ranking as JSON")
+    p.add_argument("--mark", action="store_true", help="store uncertainty and rank in the tasks")
+    p.add_argument("--reviews", action="store_true", help="rank the alert review project")
+    p.set_defaults(handler=_next, title=None)
+
     p = sub.add_parser("reviews", help="write the alert reviews into the monitoring store")
     common(p, files=False)
     p.add_argument("--store", default=DEFAULT_STORE, help="monitoring store with the alerts")
@@ -257,4 +275,43 @@ def _reviews(args: argparse.Namespace) -> int:
     with Store(args.store) as store:
         counts = pull_reviews(store, tasks)
     print(", ".join(f"{n} {k}" for k, n in counts.items()) + f" (of {len(tasks)} tasks)")
+    return 0
+
+
+def _next(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from imagery.scene import open_scene
+    from labeling.active import bundle_scorer, rank_tasks
+    from labeling.export import fetch_tasks
+    from labeling.predict import chip_file
+    from labeling.project import call, document_root, require_project
+
+    ls = _client(args)
+    title = args.title or (REVIEW_TITLE if args.reviews else "ASM pits and ponds")
+    project_id = require_project(ls, title)
+    root = document_root(args.files_root)
+    score, bands, version = bundle_scorer(str(args.bundle), args.device)
+
+    def read_chip(data: dict) -> np.ndarray:
+        with open_scene(chip_file(data, root), bands=bands) as scene:
+            return scene.read()
+
+    ranked = rank_tasks(fetch_tasks(ls, project_id), read_chip, score, args.threshold)
+    picks = ranked[: args.budget]
+    for rank, row in enumerate(picks, start=1):
+        print(
+            f"{rank:3d}. task {row['task_id']} {row['chip_id']}: uncertainty "
+            f"{row['uncertainty']:.3f} (mean score {row['mean_score']:.3f}, spread "
+            f"{row['spread']:.3f})"
+        )
+        if args.mark:
+            task = call("read a task", ls.tasks.get, row["task_id"])
+            data = {**task.data, "uncertainty": round(row["uncertainty"], 4), "label_next": rank}
+            call("mark a task", ls.tasks.update, row["task_id"], data=data)
+    if args.out:
+        args.out.write_text(json.dumps({"model": version, "picks": picks}, indent=1))
+    print(f"{len(picks)} of {len(ranked)} unlabelled tasks picked by {version}'s uncertainty")
     return 0

@@ -43,6 +43,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(handler=_train)
 
+    p = subparsers.add_parser(
+        "promote",
+        help="replace the live bundle by a fine-tuned one if the real-chip benchmark says so",
+        description="Scores both bundles on the real gallery chips (test split; "
+        "training/chip_benchmark.py) and replaces TARGET by CANDIDATE only when CANDIDATE's "
+        "metric is higher by more than --min-gain and its sensitivity at specificity 0.98 "
+        "does not fall by more than --max-drop (training/promote.py).",
+    )
+    p.add_argument("candidate", type=Path, help="the new bundle (e.g. from train --init-bundle)")
+    p.add_argument("--target", type=Path, required=True, help="the live bundle folder")
+    p.add_argument("--metric", default="auroc", help="the deciding figure (default auroc)")
+    p.add_argument("--min-gain", type=float, default=0.0)
+    p.add_argument("--max-drop", type=float, default=0.02)
+    p.add_argument("--split", default="test", choices=["test", "val"], help="gallery split")
+    p.add_argument("--limit", type=int, default=0, help="a fixed random part of the split")
+    p.add_argument("--gallery", type=Path, help="gallery folder (default ../shared/data/...)")
+    p.add_argument("--dry-run", action="store_true", help="say what would happen, change nothing")
+    p.set_defaults(handler=_promote)
+
     p = subparsers.add_parser("evaluate", help="COCO AP and object-level F1 of a bundle")
     p.add_argument("bundle", type=Path, help="bundle folder (holding bundle.json)")
     p.add_argument("coco", type=Path, help="COCO annotations.json (or its folder)")
@@ -176,6 +195,36 @@ def _launch_torchrun(n: int) -> int:
     cmd += ["-m", "asmspotter.cli", *argv]
     print("launching:", shlex.join(cmd), file=sys.stderr)
     return subprocess.call(cmd)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from imagery.gallery import load_gallery
+    from training.promote import promote
+
+    chips = load_gallery(args.gallery).split(args.split)
+    if args.limit and args.limit < len(chips.labels):
+        keep = np.zeros(len(chips.labels), bool)
+        keep[np.random.default_rng(0).permutation(len(keep))[: args.limit]] = True
+        chips = chips.subset(keep)
+    decision = promote(
+        args.candidate,
+        args.target,
+        chips,
+        metric=args.metric,
+        min_gain=args.min_gain,
+        max_drop=args.max_drop,
+        dry_run=args.dry_run,
+    )
+    verb = "would replace" if args.dry_run else "replaced"
+    if decision.promote:
+        print(f"{verb} {args.target} by {args.candidate}: {decision.reason}")
+        if decision.previous:
+            print(f"previous bundle kept at {decision.previous}")
+    else:
+        print(f"kept {args.target}: {decision.reason}")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

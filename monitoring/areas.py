@@ -33,7 +33,7 @@ class Rules:
     confirm_views: int = 2  # clear views showing a new site before it is "confirmed"
     alert_when: str = "suspected"  # raise at first sight, or only once confirmed
     min_clear_fraction: float = 0.5  # share of a site's pixels seen clear for a view to count
-    min_score: float = 0.5  # detection score threshold
+    min_score: float | None = None  # detection score threshold; None: the model's default
     grow_fraction: float = 0.2  # tracking (monitoring.tracking)
     min_overlap: float = 0.1
     tolerance_m: float = 0.0
@@ -47,7 +47,8 @@ class Rules:
                 Reason.INVALID_ARGUMENT, f"alert_when must be one of {ALERT_WHEN}"
             )
         for name in ("min_clear_fraction", "min_score", "inside_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise AsmSpotterError(Reason.INVALID_ARGUMENT, f"{name} must be in [0, 1]")
 
 

@@ -1,7 +1,8 @@
 """Detections for a monitoring run: from a GeoJSON/GeoPackage file, or a tile through a model
 (a bundle in this process, or the detection service). ``BundleDetector`` and ``ServerDetector``
 keep their model or channel across tiles (``asmspotter watch`` detects one tile per acquisition);
-both are callables ``detector(tile, min_score) -> (features, run metadata)``."""
+both are callables ``detector(tile, min_score) -> (features, run metadata)``; ``min_score``
+None leaves the threshold to the model (the bundle's default)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ Detection = tuple[Features, dict[str, Any]]
 
 
 class Detector(Protocol):
-    def __call__(self, tile: str | Path, min_score: float = 0.5) -> Detection: ...
+    def __call__(self, tile: str | Path, min_score: float | None = None) -> Detection: ...
 
     def close(self) -> None: ...
 
@@ -38,10 +39,11 @@ class BundleDetector:
 
         return cls(Predictor(load_bundle(bundle)), str(bundle))
 
-    def __call__(self, tile: str | Path, min_score: float = 0.5) -> Detection:
+    def __call__(self, tile: str | Path, min_score: float | None = None) -> Detection:
         from service.predictor import DetectOptions
 
-        result = self.predictor.detect_file(tile, DetectOptions(min_score=min_score))
+        options = DetectOptions() if min_score is None else DetectOptions(min_score=min_score)
+        result = self.predictor.detect_file(tile, options)
         version = self.predictor.version
         features = features_from_geometries(
             [s.geometry for s in result.sites],
@@ -67,7 +69,7 @@ class ServerDetector:
         self.target = target
         self.client = DetectionClient(target)
 
-    def __call__(self, tile: str | Path, min_score: float = 0.5) -> Detection:
+    def __call__(self, tile: str | Path, min_score: float | None = None) -> Detection:
         from shapely.geometry import shape
 
         result = self.client.detect_tile(str(tile), output_crs="EPSG:4326", min_score=min_score)

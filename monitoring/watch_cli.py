@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="raise an alert at first sight (suspected) or once confirmed",
     )
     p.add_argument("--min-clear", type=float, default=0.5, help="share of a place seen clear")
-    p.add_argument("--min-score", type=float, default=0.5, help="detection score threshold")
+    p.add_argument("--min-score", type=float, help="score threshold (default: the model's own)")
     p.add_argument("--grow-fraction", type=float, default=0.2)
     p.add_argument("--min-overlap", type=float, default=0.1)
     p.add_argument("--tolerance-m", type=float, default=0.0)

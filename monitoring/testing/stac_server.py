@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,29 +51,42 @@ def item_from_folder(folder: Path) -> dict[str, Any]:
     return item
 
 
-def derive_second_date(item: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """A modified copy of ``item``: DN x 1.1 + 37 and cloud/shadow patches, on a later date."""
+Change = Callable[[str, np.ndarray, Any, Path], np.ndarray]  # (asset key, band, dataset, path)
+
+
+def _rewrite(item: dict[str, Any], new: dict[str, Any], out_dir: Path, change: Change) -> dict:
+    """Write every asset of ``item`` through ``change`` into ``out_dir``; ``new`` points at them."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    second = copy.deepcopy(item)
-    second["id"] = item["id"].replace("20200219", "20200305")
-    second["properties"]["datetime"] = SECOND_DATE
-    for key, asset in second["assets"].items():
+    for key, asset in new["assets"].items():
         src_path = Path(item["assets"][key]["href"].removeprefix("file://"))
         with rasterio.open(src_path) as src:
-            data, profile = src.read(1), src.profile
-        if key == "scl":
-            data = data.copy()
-            data[CLOUD_BOX] = 9
-            data[SHADOW_BOX] = 3
-        else:
-            data = np.clip(np.rint(data.astype(np.float64) * 1.1 + 37), 0, 65535).astype(np.uint16)
-            data[item_nodata(src_path)] = 0
+            data = change(key, src.read(1), src, src_path)
+            profile = src.profile
         dst_path = out_dir / src_path.name
         profile.update(driver="GTiff")
         with rasterio.open(dst_path, "w", **profile) as dst:
             dst.write(data, 1)
         asset["href"] = dst_path.resolve().as_uri()
-    return second
+    return new
+
+
+def derive_second_date(item: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """A modified copy of ``item``: DN x 1.1 + 37 and cloud/shadow patches, on a later date."""
+    second = copy.deepcopy(item)
+    second["id"] = item["id"].replace("20200219", "20200305")
+    second["properties"]["datetime"] = SECOND_DATE
+
+    def change(key: str, data: np.ndarray, src: Any, path: Path) -> np.ndarray:
+        if key == "scl":
+            data = data.copy()
+            data[CLOUD_BOX] = 9
+            data[SHADOW_BOX] = 3
+            return data
+        out = np.clip(np.rint(data.astype(np.float64) * 1.1 + 37), 0, 65535).astype(np.uint16)
+        out[item_nodata(path)] = 0
+        return out
+
+    return _rewrite(item, second, out_dir, change)
 
 
 def derive_item(
@@ -90,27 +104,20 @@ def derive_item(
 
     from imagery.geometry import WGS84, reproject
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     new = copy.deepcopy(item)
     new["id"] = item_id
     new["properties"]["datetime"] = when
     new["properties"]["created"] = datetime.now(UTC).isoformat()
-    for key, asset in new["assets"].items():
-        src_path = Path(item["assets"][key]["href"].removeprefix("file://"))
-        with rasterio.open(src_path) as src:
-            data, profile = src.read(1), src.profile
-            crs, transform = src.crs, src.transform
+
+    def change(key: str, data: np.ndarray, src: Any, path: Path) -> np.ndarray:
         changes = [(g, v[key]) for g, v in paint if key in v] if key != "scl" else list(scl)
         for geom, value in changes:
-            local = reproject(geom, WGS84, crs)
-            inside = ~geometry_mask([local], data.shape, transform, all_touched=True)
+            local = reproject(geom, WGS84, src.crs)
+            inside = ~geometry_mask([local], data.shape, src.transform, all_touched=True)
             data[inside & (data > 0) if key != "scl" else inside] = value
-        dst_path = out_dir / src_path.name
-        profile.update(driver="GTiff")
-        with rasterio.open(dst_path, "w", **profile) as dst:
-            dst.write(data, 1)
-        asset["href"] = dst_path.resolve().as_uri()
-    return new
+        return data
+
+    return _rewrite(item, new, out_dir, change)
 
 
 def item_nodata(path: Path) -> np.ndarray:

@@ -221,4 +221,4 @@ def _run(args: argparse.Namespace) -> int:
                     break
     finally:
         detector.close()
-    return 2 if failed else 0
+    return 2 if failed and not args.loop else 0  # a loop stopped by SIGTERM ends cleanly

@@ -341,3 +341,20 @@ def test_bad_input_is_one_line(zones, tmp_path, capsys):
     assert main(["watch", "list", "--store", store]) == 0
     out = capsys.readouterr().out
     assert out.count("0 acquisitions") == 2 and "last seen -" in out
+
+
+def test_loop_survives_failing_passes_and_stops_on_sigterm(zones, tmp_path):
+    area = zones[0]
+    store = f"sqlite:///{tmp_path / 'loop.sqlite'}"
+    assert main(["watch", "add", "x", "--store", store, "--stac-url", "http://127.0.0.1:1/",
+                 "--area", str(area), "--cadence-hours", "0"]) == 0  # fmt: skip
+    cmd = [sys.executable, "-m", "asmspotter.cli", "watch", "run", "--loop", "--interval", "0.2",
+           "--store", store, "--server", "127.0.0.1:1", "--data-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors = 0
+    while errors < 2:  # two passes, each failing on the unreachable STAC API
+        line = proc.stderr.readline()
+        assert line, proc.stdout.read()
+        errors += line.startswith("error [")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0

@@ -15,6 +15,7 @@ class Reason(StrEnum):
     NOT_A_GEOTIFF = "NOT_A_GEOTIFF"
     FILE_NOT_FOUND = "FILE_NOT_FOUND"
     CRS_MISSING = "CRS_MISSING"
+    CRS_MISMATCH = "CRS_MISMATCH"  # coordinates outside the valid range of the declared CRS
     BAND_MISMATCH = "BAND_MISMATCH"
     BAND_MISSING = "BAND_MISSING"
     BAND_ORDER_UNKNOWN = "BAND_ORDER_UNKNOWN"  # no band descriptions, or ones that name no band

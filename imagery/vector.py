@@ -55,8 +55,80 @@ def read_features(path: str | Path, layer: str | int | None = None) -> Features:
         {name: _plain(col[i]) for name, col in zip(names, fields, strict=True)}
         for i in range(len(geoms))
     ]
-    crs = as_crs(meta["crs"]) if meta.get("crs") else WGS84
+    declared = bool(meta.get("crs"))
+    crs = as_crs(meta["crs"]) if declared else WGS84
+    check_coordinates(geoms, crs, str(path), declared)
     return Features(geoms, props, crs)
+
+
+# How far (degrees) a layer may reach beyond its projected CRS's area of use (e.g. a country
+# spanning two UTM zones kept in one).
+AREA_OF_USE_MARGIN_DEG = 3.0
+
+
+def check_coordinates(
+    geoms: Sequence[BaseGeometry | None], crs: CRS, name: str, declared: bool = True
+) -> None:
+    """Coordinates must fit the CRS: degrees within +-180/+-90 for a geographic CRS; inside the
+    CRS's area of use (with a margin) for a projected one, and not degree-sized numbers there.
+
+    Raises CRS_MISMATCH naming the extent, so a file read in the wrong CRS never becomes a
+    silent wrong answer (every site "outside concessions").
+    """
+    present = [g for g in geoms if g is not None and not g.is_empty]
+    if not present:
+        return
+    x0, y0, x1, y1 = (float(v) for v in shapely.total_bounds(present))
+    if not all(np.isfinite((x0, y0, x1, y1))):
+        raise AsmSpotterError(Reason.CRS_MISMATCH, "coordinates are not finite numbers", name)
+    extent = f"x {x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g}"
+    fix = (
+        "the file is read in its declared CRS (GeoJSON without a `crs` member: longitude/latitude "
+        "degrees); if the numbers are in another CRS, declare it (e.g. `ogr2ogr -a_srs "
+        "EPSG:32629 fixed.gpkg FILE`)"
+        if declared
+        else "the file declares no CRS, so it was read as EPSG:4326 degrees; declare its CRS "
+        "(e.g. `ogr2ogr -a_srs EPSG:32629 fixed.gpkg FILE`)"
+    )
+    label = crs.to_string() if declared else "EPSG:4326 (assumed)"
+    if crs.is_geographic:
+        if x0 < -180 or x1 > 360 or y0 < -90 or y1 > 90 or (x1 > 180 and x0 < 0):
+            raise AsmSpotterError(
+                Reason.CRS_MISMATCH,
+                f"coordinates ({extent}) are outside the range of {label} (longitude -180..180, "
+                f"latitude -90..90); {fix}",
+                name,
+            )
+        return
+    if max(abs(x0), abs(x1)) <= 180 and max(abs(y0), abs(y1)) <= 90:
+        raise AsmSpotterError(
+            Reason.CRS_MISMATCH,
+            f"coordinates ({extent}) look like degrees but {label} is in "
+            f"{crs.axis_info[0].unit_name}s; {fix}",
+            name,
+        )
+    use = crs.area_of_use
+    if use is None:
+        return
+    with np.errstate(all="ignore"):
+        corners = shapely.box(x0, y0, x1, y1).segmentize(max(x1 - x0, y1 - y0, 1) / 8)
+        lonlat = reproject(corners, crs, WGS84)
+    lx0, ly0, lx1, ly1 = lonlat.bounds
+    m = AREA_OF_USE_MARGIN_DEG
+    inside = (
+        np.all(np.isfinite(lonlat.bounds))
+        and lx0 >= use.west - m
+        and lx1 <= use.east + m
+        and ly0 >= use.south - m
+        and ly1 <= use.north + m
+    )
+    if not inside:
+        raise AsmSpotterError(
+            Reason.CRS_MISMATCH,
+            f"coordinates ({extent}) fall outside where {label} is valid ({use.name}: longitude "
+            f"{use.west:g}..{use.east:g}, latitude {use.south:g}..{use.north:g}); {fix}",
+            name,
+        )
 
 
 def _plain(value: Any) -> Any:

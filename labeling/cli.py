@@ -45,7 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             choices=["pit", "pond"],
             help="class of --polygons features without a usable label field",
         )
-        p.add_argument("--label-field", help="--polygons attribute holding pit/pond")
+        p.add_argument(
+            "--label-field", help="--polygons attribute holding the class (pit/pond, or mapped)"
+        )
+        p.add_argument(
+            "--label-map",
+            metavar="VALUE=CLASS,...",
+            help="--label-field values to pit, pond or skip, e.g. 0=pit,1=skip,2=pond for the "
+            "West Africa shapefile (see labeling/README.md)",
+        )
         p.add_argument("--score", type=float, default=1.0, help="score of --polygons features")
         p.add_argument("--score-field", help="--polygons attribute holding a score")
 
@@ -168,7 +176,12 @@ def _predictor(args: argparse.Namespace) -> object:
     if args.service:
         return predict.ServicePredictor(args.service, args.min_score)
     return predict.PolygonPredictor(
-        args.polygons, args.label, args.score, args.label_field, args.score_field
+        args.polygons,
+        args.label,
+        args.score,
+        args.label_field,
+        args.score_field,
+        predict.parse_label_map(args.label_map),
     )
 
 

@@ -15,12 +15,14 @@ import numpy as np
 import shapely
 from rasterio.transform import Affine
 from shapely.geometry import MultiPolygon, Polygon, box, shape
+from shapely.geometry.base import BaseGeometry
 
+from imagery import feedback
 from imagery.coco import CLASS_NAMES
 from imagery.errors import AsmSpotterError, Reason
-from imagery.geometry import as_crs, reproject, to_map_space, to_pixel_space
+from imagery.geometry import WGS84, as_crs, reproject, to_map_space, to_pixel_space
 from imagery.scene import open_scene
-from imagery.vector import read_features
+from imagery.vector import Features, read_features
 from labeling.project import call
 from labeling.regions import Site, site_results
 
@@ -106,12 +108,36 @@ class ServicePredictor:
         self.client.close()
 
 
+LABEL_FIELDS = ("label", "class", "category", "type", "Label", "CLASS")
+SKIP = "skip"
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """'0=pit,1=skip,2=pond' -> {'0': 'pit', '1': 'skip', '2': 'pond'}."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        value, _, cls = part.partition("=")
+        if not _ or cls.strip().lower() not in (*CLASS_NAMES, SKIP):
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                f"--label-map entry {part!r} is not VALUE=pit|pond|skip (e.g. 0=pit,1=skip,2=pond)",
+            )
+        out[value.strip()] = cls.strip().lower()
+    return out
+
+
 class PolygonPredictor:
     """Existing polygons (any CRS) suggested on the chips they overlap, clipped to each chip.
 
-    The class comes from ``label_field`` when its value is ``pit``/``pond``, else ``label``; the
-    score from ``score_field`` when numeric, else ``score``. Invalid shapes are repaired first.
+    The class comes from ``label_field`` through ``label_map`` (value -> pit, pond or skip) or
+    when its value is ``pit``/``pond`` itself; a label field holding other values is refused
+    (naming them), never read as the default. Without a label field every polygon is ``label``.
+    The score comes from ``score_field`` when numeric, else ``score``. Invalid shapes are
+    repaired first. ``require_overlap``: polygons that touch none of the chips are an error
+    (a wrong CRS or another area), raised by ``push_predictions`` before anything is written.
     """
+
+    require_overlap = True
 
     def __init__(
         self,
@@ -120,44 +146,101 @@ class PolygonPredictor:
         score: float = 1.0,
         label_field: str | None = None,
         score_field: str | None = None,
+        label_map: dict[str, str] | None = None,
     ) -> None:
         if label not in CLASS_NAMES:
             raise AsmSpotterError(Reason.INVALID_ARGUMENT, f"label must be one of {CLASS_NAMES}")
         features = read_features(path)
-        self.source = features
+        self.path = str(path)
         self.label, self.score = label, score
         self.label_field, self.score_field = label_field, score_field
+        self.label_map = {k: v for k, v in (label_map or {}).items()}
+        self.classes = self._check_labels(features)
+        keep = [self.classes[i] != SKIP for i in range(len(features))]
+        self.source = Features(
+            [g for g, k in zip(features.geometries, keep, strict=True) if k],
+            [p for p, k in zip(features.properties, keep, strict=True) if k],
+            features.crs,
+        )
+        self.classes = [c for c in self.classes if c != SKIP]
         self.model_version = f"polygons-{Path(path).stem}"
         self._by_crs: dict[str, tuple[shapely.STRtree, list, list]] = {}
+        self._chips: list[BaseGeometry] = []  # chip footprints in WGS84, for the overlap check
+
+    def _check_labels(self, features: Features) -> list[str]:
+        """The class (or 'skip') of every feature; refuses unmapped label values."""
+        props = features.properties
+        if not self.label_field:
+            if self.label_map:
+                raise AsmSpotterError(Reason.INVALID_ARGUMENT, "--label-map needs --label-field")
+            field = next((f for f in LABEL_FIELDS if props and f in props[0]), None)
+            if field is not None:
+                values = sorted({str(p.get(field)) for p in props})[:8]
+                feedback.notice(
+                    f"{self.path}: every polygon is suggested as {self.label!r} (--label); its "
+                    f"field {field!r} holds {values}: use --label-field {field} "
+                    "[--label-map VALUE=pit|pond|skip,...] to take classes from it"
+                )
+            return [self.label] * len(features)
+        if props and self.label_field not in props[0]:
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                f"no field {self.label_field!r}; the file has {sorted(props[0])}",
+                self.path,
+            )
+        classes, unmapped = [], set()
+        for p in props:
+            raw = p.get(self.label_field)
+            value = "" if raw is None else str(raw)
+            cls = self.label_map.get(value) or (
+                value.lower() if value.lower() in CLASS_NAMES else ""
+            )
+            if not cls:
+                unmapped.add(value)
+            classes.append(cls)
+        if unmapped:
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                f"field {self.label_field!r} holds values {sorted(unmapped)} that are not pit or "
+                f"pond; map them with --label-map, e.g. "
+                f"{','.join(f'{v}=pit' for v in sorted(unmapped)[:3])} (pit, pond or skip)",
+                self.path,
+            )
+        return classes
 
     def _in_crs(self, crs: str) -> tuple[shapely.STRtree, list, list]:
         if crs not in self._by_crs:
-            geoms, props = [], []
-            for geom, prop in zip(self.source.geometries, self.source.properties, strict=True):
+            geoms, classes, props = [], [], []
+            for geom, cls, prop in zip(
+                self.source.geometries, self.classes, self.source.properties, strict=True
+            ):
                 if geom is None or geom.is_empty:
                     continue
                 geom = shapely.force_2d(geom)
                 if not geom.is_valid:
                     geom = shapely.make_valid(geom)
                 geoms.append(reproject(geom, self.source.crs, crs))
+                classes.append(cls)
                 props.append(prop)
-            self._by_crs[crs] = (shapely.STRtree(geoms), geoms, props)
+            self._by_crs[crs] = (
+                shapely.STRtree(geoms),
+                geoms,
+                list(zip(classes, props, strict=True)),
+            )
         return self._by_crs[crs]
-
-    def _label(self, prop: dict[str, Any]) -> str:
-        value = str(prop.get(self.label_field, "")).lower() if self.label_field else ""
-        return value if value in CLASS_NAMES else self.label
 
     def _score(self, prop: dict[str, Any]) -> float:
         value = prop.get(self.score_field) if self.score_field else None
         return float(value) if isinstance(value, int | float) else self.score
 
     def predict(self, chip: Path, data: dict[str, Any]) -> list[Site]:
-        tree, geoms, props = self._in_crs(data["crs"])
+        tree, geoms, labelled = self._in_crs(data["crs"])
         transform, w, h = chip_transform(data), int(data["width"]), int(data["height"])
         frame = box(0, 0, w, h)
+        footprint = to_map_space(frame, transform)
+        self._chips.append(reproject(footprint, data["crs"], WGS84))
         sites = []
-        for i in tree.query(to_map_space(frame, transform)):
+        for i in tree.query(footprint):
             px = to_pixel_space(geoms[int(i)], transform).intersection(frame)
             parts = getattr(px, "geoms", [px])
             polys = [p for p in parts if isinstance(p, Polygon | MultiPolygon)]
@@ -165,8 +248,27 @@ class PolygonPredictor:
                 continue
             geom = shapely.union_all(polys)
             if geom.area >= MIN_AREA_PX:
-                sites.append(Site(self._label(props[i]), geom, score=self._score(props[i])))
+                cls, prop = labelled[int(i)]
+                sites.append(Site(cls, geom, score=self._score(prop)))
         return sites
+
+    def no_overlap_error(self) -> AsmSpotterError:
+        """Why no polygon landed on any chip, with both extents in degrees."""
+        polys = [g for g in self.source.geometries if g is not None and not g.is_empty]
+        have = reproject(shapely.box(*shapely.total_bounds(polys)), self.source.crs, WGS84)
+        chips = shapely.union_all(self._chips)
+        return AsmSpotterError(
+            Reason.INVALID_ARGUMENT,
+            f"none of the {len(polys)} polygons overlaps any of the {len(self._chips)} chips "
+            f"(polygons: {_extent(have)}; chips: {_extent(chips)}); check the file's area and "
+            "CRS; nothing was added",
+            self.path,
+        )
+
+
+def _extent(geom: BaseGeometry) -> str:
+    x0, y0, x1, y1 = geom.bounds
+    return f"lon {x0:.3f}..{x1:.3f}, lat {y0:.3f}..{y1:.3f}"
 
 
 def prediction_for(predictor: Predictor, data: dict[str, Any], files_root: Path) -> dict[str, Any]:
@@ -187,21 +289,34 @@ def push_predictions(
 ) -> tuple[int, int]:
     """Add the predictor's prediction to every task lacking one of its model version.
 
-    Returns (tasks given a prediction, regions suggested). Safe to re-run.
+    Returns (tasks given a prediction, regions suggested). Safe to re-run. A predictor with
+    ``require_overlap`` (existing polygons) adds nothing unless some region lands on a chip.
     """
     tasks = call("list tasks", ls.tasks.list, project=project_id, resolve_uri=False)
-    done = regions = 0
+    todo = []
     for task in tasks:
         versions = {
             p.get("model_version") if isinstance(p, dict) else getattr(p, "model_version", None)
             for p in (task.predictions or [])
         }
-        if predictor.model_version in versions:
-            continue
+        if predictor.model_version not in versions:
+            todo.append(task)
+    hold = getattr(predictor, "require_overlap", False)
+    held: list[tuple[int, dict[str, Any]]] = []
+    done = regions = 0
+    for task in feedback.bar(todo, desc="predict", unit="task"):
         prediction = prediction_for(predictor, task.data, files_root)
+        regions += len(prediction["result"])
+        if hold:
+            held.append((task.id, prediction))
+            continue
         call("add a prediction", ls.predictions.create, task=task.id, **prediction)
         done += 1
-        regions += len(prediction["result"])
+    if hold and todo and regions == 0:
+        raise predictor.no_overlap_error()  # type: ignore[attr-defined]
+    for task_id, prediction in held:
+        call("add a prediction", ls.predictions.create, task=task_id, **prediction)
+        done += 1
     return done, regions
 
 

@@ -7,9 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
+from imagery import feedback
+from imagery.cli import band_order_arg
 from monitoring import watch_cli
 
-DEFAULT_STORE = "sqlite:///asmspotter-monitor.sqlite"
+STORE_HELP = (
+    "sqlite:///PATH or postgresql://user@host:port/db (default: $ASMSPOTTER_STORE, else "
+    "$XDG_DATA_HOME/asmspotter/monitor.sqlite, i.e. ~/.local/share/asmspotter/monitor.sqlite)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     monitor = subparsers.add_parser("monitor", help="track sites of an area over time")
     sub = monitor.add_subparsers(dest="monitor_command", required=True, metavar="ACTION")
     r = sub.add_parser("run", help="record one date's detections and track them")
-    r.add_argument("--store", default=DEFAULT_STORE, help="sqlite:///PATH or postgresql://...")
+    r.add_argument("--store", help=STORE_HELP)
     r.add_argument("--area", required=True, help="name of the monitored area")
     r.add_argument("--date", help="acquisition date (default: the tile's datetime tag)")
     r.add_argument("--scene-id", help="scene id (default: the tile's or the file's name)")
@@ -46,8 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--bundle", help="model bundle folder to run over --tile (needs torch)")
     src.add_argument("--server", help="detection service HOST:PORT to send --tile to")
     r.add_argument("--tile", help="the scene tile (base image for reports and chips)")
-    r.add_argument("--model-version", help="model version (with --detections)")
-    r.add_argument("--weights-sha256", help="weights hash (with --detections)")
+    band_order_arg(r)
+    r.add_argument(
+        "--model-version",
+        help="with --detections, when the file does not say: NAME-VERSION of the model",
+    )
+    r.add_argument(
+        "--weights-sha256",
+        help="with --detections, when the file does not say: the weights' SHA-256 ('none' for "
+        "hand-drawn polygons)",
+    )
     r.add_argument("--concessions", help="concession polygons (any vector format and CRS)")
     r.add_argument("--protected", help="protected-area polygons")
     r.add_argument("--grow-fraction", type=float, default=0.2, help="area rise that is 'grown'")
@@ -56,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(handler=_run)
 
     rep = sub.add_parser("report", help="map, alerts, evidence and mined-area plot of an area")
-    rep.add_argument("--store", default=DEFAULT_STORE)
+    rep.add_argument("--store", help=STORE_HELP)
     rep.add_argument("--area", required=True)
     rep.add_argument("-o", "--output", required=True, help="report folder")
     rep.add_argument("--concessions")
@@ -110,27 +123,40 @@ def _run(args: argparse.Namespace) -> int:
     from imagery.scene import open_scene
     from imagery.vector import read_features
     from monitoring import detect
-    from monitoring.monitor import record_run
-    from monitoring.store import Store
+    from monitoring.monitor import iso_date, record_run
+    from monitoring.store import Store, check_store_url, default_store_url, store_label
 
-    tile_id = tile_date = None
-    if args.tile:
-        with open_scene(args.tile) as scene:
-            tile_id, tile_date = scene.scene_id, scene.datetime
+    # Everything the user typed is checked before a model runs or a server is asked.
+    url = args.store or default_store_url()
+    check_store_url(url)
+    date = iso_date(args.date) if args.date else None
     if (args.bundle or args.server) and not args.tile:
         raise AsmSpotterError(Reason.INVALID_ARGUMENT, "--bundle and --server need --tile")
-    if args.bundle:
-        features, meta = detect.from_bundle(args.tile, args.bundle)
-    elif args.server:
-        features, meta = detect.from_server(args.tile, args.server)
-    else:
-        features, meta = detect.from_file(args.detections)
-        meta.update(model_version=args.model_version, weights_sha256=args.weights_sha256)
-    date = args.date or tile_date
+    concessions = read_features(args.concessions) if args.concessions else None
+    protected = read_features(args.protected) if args.protected else None
+    tile_id = tile_date = None
+    if args.tile:
+        with open_scene(args.tile, band_order=args.band_order) as scene:
+            tile_id, tile_date = scene.scene_id, scene.datetime
+    date = date or (iso_date(tile_date) if tile_date else None)
     if not date:
         raise AsmSpotterError(Reason.INVALID_ARGUMENT, "give --date (the tile has no datetime)")
+    if args.detections:
+        features, meta = detect.from_file(args.detections, args.model_version, args.weights_sha256)
+    elif args.model_version or args.weights_sha256:
+        raise AsmSpotterError(
+            Reason.INVALID_ARGUMENT,
+            "--model-version/--weights-sha256 describe a --detections file; with --bundle or "
+            "--server the model says who it is",
+        )
+    elif args.bundle:
+        features, meta = detect.from_bundle(args.tile, args.bundle, args.band_order)
+    else:
+        features, meta = detect.from_server(args.tile, args.server, args.band_order)
     scene_id = args.scene_id or tile_id or Path(args.detections or args.tile).stem
-    with Store(args.store) as store:
+    with Store(url) as store:
+        if store.created:
+            feedback.notice(f"created a new monitoring store: {store_label(url)}")
         summary = record_run(
             store,
             args.area,
@@ -138,8 +164,8 @@ def _run(args: argparse.Namespace) -> int:
             date,
             features,
             tile=str(Path(args.tile).resolve()) if args.tile else None,
-            concessions=read_features(args.concessions) if args.concessions else None,
-            protected=read_features(args.protected) if args.protected else None,
+            concessions=concessions,
+            protected=protected,
             grow_fraction=args.grow_fraction,
             min_overlap=args.min_overlap,
             tolerance_m=args.tolerance_m,
@@ -148,8 +174,9 @@ def _run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items() if v)
     print(
         f"{'re-recorded' if summary.rerun else 'recorded'} run {summary.run_id} "
-        f"({args.area}, {summary.date}, {scene_id}): {counts or 'no sites'}; "
-        f"mined area {summary.mined_area_m2 / 1e4:.1f} ha; {summary.alerts} alert(s)"
+        f"({args.area}, {summary.date}, {scene_id}, {meta['model_version']}): "
+        f"{counts or 'no sites'}; mined area {summary.mined_area_m2 / 1e4:.1f} ha; "
+        f"{summary.alerts} alert(s); store: {store_label(url)}"
     )
     return 0
 
@@ -157,11 +184,11 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from imagery.vector import read_features
     from monitoring.reporting import build_report
-    from monitoring.store import Store
+    from monitoring.store import Store, default_store_url
 
     conc = read_features(args.concessions) if args.concessions else None
     prot = read_features(args.protected) if args.protected else None
-    with Store(args.store) as store:
+    with Store(args.store or default_store_url(), create=False) as store:
         paths = build_report(store, args.area, args.output, conc, prot)
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))
     print(f"map: {paths['map']}")

@@ -96,7 +96,16 @@ def record_run_in(
     ``visible(site_wgs84)`` says whether a site's place was seen clear in this scene; a site
     that is not detected where the scene did not see the ground is ``obscured`` (it keeps its
     last known state) instead of ``gone`` or ``merged``. Without it every place counts as seen.
+
+    The model's identity is required (``"none"`` as the hash for hand-drawn polygons): a run
+    whose detections cannot be traced to a model is refused, never stored with empty fields.
     """
+    if not model_version or not weights_sha256:
+        raise AsmSpotterError(
+            Reason.INVALID_ARGUMENT,
+            "a run needs the model version and weights hash of its detections "
+            f"(got model_version={model_version!r}, weights_sha256={weights_sha256!r})",
+        )
     date = iso_date(date)
     current, props = polygons_wgs84(detections)
     store.lock_area(cur, area)

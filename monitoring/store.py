@@ -8,6 +8,8 @@ PostGIS: ``geometry(Geometry, 4326)`` with a GiST index). URLs: ``sqlite:///path
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -139,11 +141,52 @@ class Observation:
     geometry: BaseGeometry  # WGS84
 
 
-class Store:
-    """A monitoring database opened from a URL; use as a context manager or call close()."""
+def user_data_dir() -> Path:
+    """Where monitoring keeps its files by default (never the current folder):
+    ``$XDG_DATA_HOME/asmspotter``, i.e. ``~/.local/share/asmspotter``."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "asmspotter"
 
-    def __init__(self, url: str) -> None:
+
+def default_store_url() -> str:
+    """``$ASMSPOTTER_STORE``, else SQLite in the user's data folder:
+    ``$XDG_DATA_HOME/asmspotter/monitor.sqlite`` (``~/.local/share/asmspotter/...``)."""
+    if url := os.environ.get("ASMSPOTTER_STORE"):
+        return url
+    return f"sqlite:///{user_data_dir() / 'monitor.sqlite'}"
+
+
+def store_label(url: str) -> str:
+    """The store's URL without a password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///PATH`` URL (or a bare path); INVALID_ARGUMENT for other schemes."""
+    if "://" in url and not url.startswith("sqlite:///"):
+        raise AsmSpotterError(
+            Reason.INVALID_ARGUMENT,
+            f"unknown store URL {store_label(url)!r}; use sqlite:///PATH or postgresql://...",
+        )
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def check_store_url(url: str) -> None:
+    """Refuse a malformed store URL before any work is done."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        sqlite_path(url)
+
+
+class Store:
+    """A monitoring database opened from a URL; use as a context manager or call close().
+
+    ``create=False`` (reports, reading) refuses a SQLite path that does not exist instead of
+    creating an empty database: a mistyped ``--store`` is an error, not "no runs".
+    """
+
+    def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
+        self.created = False
         if url.startswith(("postgresql://", "postgres://")):
             try:
                 import psycopg
@@ -162,12 +205,16 @@ class Store:
             with self._conn.cursor() as cur:
                 cur.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         else:
-            path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
-            if url.startswith("sqlite:///") is False and "://" in url:
-                raise AsmSpotterError(
-                    Reason.INVALID_ARGUMENT,
-                    f"unknown store URL {url!r}; use sqlite:///PATH or postgresql://...",
-                )
+            path = sqlite_path(url)
+            if not path.is_file():
+                if not create:
+                    raise AsmSpotterError(
+                        Reason.FILE_NOT_FOUND,
+                        "no monitoring store here (`asmspotter monitor run` creates one); check "
+                        "--store or $ASMSPOTTER_STORE",
+                        str(path),
+                    )
+                self.created = True
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(path, timeout=60)
             self._conn.execute("PRAGMA foreign_keys = ON")

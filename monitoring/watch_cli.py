@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_STORE = "sqlite:///asmspotter-monitor.sqlite"
-DEFAULT_DATA = "asmspotter-watch"
+STORE_HELP = (
+    "sqlite:///PATH or postgresql://user@host:port/db (default: $ASMSPOTTER_STORE, else "
+    "$XDG_DATA_HOME/asmspotter/monitor.sqlite)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = watch.add_subparsers(dest="watch_command", required=True, metavar="ACTION")
 
     def store(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--store", default=DEFAULT_STORE, help="sqlite:///PATH or postgresql://...")
+        p.add_argument("--store", help=STORE_HELP)
 
     p = sub.add_parser("add", help="watch an area (or update the settings of a watched one)")
     store(p)
@@ -76,8 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(DEFAULT_DATA),
-        help="where acquisition tiles and evidence packets are kept",
+        help="where acquisition tiles and evidence packets are kept (default: "
+        "$XDG_DATA_HOME/asmspotter/watch, i.e. ~/.local/share/asmspotter/watch)",
     )
     p.add_argument("--out", type=Path, help="write alerts.geojson/.csv and map.html per area")
     p.add_argument("--force", action="store_true", help="search areas that are not due yet")
@@ -93,7 +95,7 @@ def _add(args: argparse.Namespace) -> int:
     from imagery.vector import read_features
     from monitoring.areas import Rules, Source, WatchedArea, Webhook, save_area, zones_collection
     from monitoring.fetch import area_geometry
-    from monitoring.store import Store
+    from monitoring.store import Store, default_store_url
 
     area = WatchedArea(
         name=args.name,
@@ -114,7 +116,7 @@ def _add(args: argparse.Namespace) -> int:
         concessions=zones_collection(read_features(args.concessions)) if args.concessions else None,
         protected=zones_collection(read_features(args.protected)) if args.protected else None,
     )
-    with Store(args.store) as s:
+    with Store(args.store or default_store_url()) as s:
         added = save_area(s, area)
     print(f"{'added' if added else 'updated'} watched area {args.name!r} (since {area.since})")
     return 0
@@ -123,9 +125,9 @@ def _add(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from imagery.geometry import area_m2
     from monitoring.areas import area_summary, load_areas
-    from monitoring.store import Store
+    from monitoring.store import Store, default_store_url
 
-    with Store(args.store) as s:
+    with Store(args.store or default_store_url()) as s:
         areas = load_areas(s)
         rows = [(a, area_summary(s, a.name)) for a in areas]
     if not rows:
@@ -143,9 +145,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     from monitoring.areas import remove_area
-    from monitoring.store import Store
+    from monitoring.store import Store, default_store_url
 
-    with Store(args.store) as s:
+    with Store(args.store or default_store_url()) as s:
         remove_area(s, args.name)
     print(f"removed watched area {args.name!r} (runs, sites and alerts kept)")
     return 0
@@ -181,20 +183,20 @@ class _Stop:
 
 def _run(args: argparse.Namespace) -> int:
     from imagery.errors import AsmSpotterError
-    from monitoring.store import Store
+    from monitoring.store import Store, default_store_url, user_data_dir
     from monitoring.watch import describe_alert, run_pass, write_outputs
 
     stop = _Stop() if args.loop else None
     detector = _detector(args)
     failed = False
     try:
-        with Store(args.store) as store:
+        with Store(args.store or default_store_url()) as store:
             while True:
                 try:
                     result = run_pass(
                         store,
                         detector,
-                        args.data_dir,
+                        args.data_dir or user_data_dir() / "watch",
                         args.areas,
                         force=args.force,
                         deliver=not args.no_deliver,

@@ -92,3 +92,43 @@ def test_cli_round_trip_of_real_polygons(labelstudio, tmp_path, capsys):
     assert got.symmetric_difference(expected).area <= 0.01 * expected.area
     doc = json.loads((dataset / "annotations.json").read_text())
     assert len(doc["images"]) == 4 and {i["scene_id"] for i in doc["images"]} == {"GHANA_TEST"}
+
+
+@pytest.mark.labelstudio
+def test_polygons_that_miss_every_chip_add_nothing(labelstudio, tmp_path, capsys):
+    # Before: "4 tasks given predictions (0 regions)", and those empty predictions then kept a
+    # corrected file of the same name from being imported.
+    crs = utm_crs_for(-1.6, 6.6)
+    cx, cy = reproject(shapely.Point(-1.6, 6.6), "EPSG:4326", crs).coords[0]
+    transform = Affine(10, 0, round(cx, -1), 0, -10, round(cy, -1))
+    values = np.random.default_rng(3).uniform(0.02, 0.3, (6, SIZE, SIZE)).astype(np.float32)
+    grid = Grid(crs, transform, SIZE, SIZE)
+    tile = write_tile(tmp_path / "t.tif", values, grid, S2_STACK, scene_id="MISS", cog=False)
+    far = tmp_path / "sites.geojson"
+    square = [[-50, -5], [-49.9, -5], [-49.9, -4.9], [-50, -4.9], [-50, -5]]
+    far.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon",
+                                                          "coordinates": [square]}}]}))  # fmt: skip
+    conn = ["--url", labelstudio.url, "--token", labelstudio.token, "--title", "ASM miss test"]
+    files = ["--files-root", str(labelstudio.document_root)]
+    assert main(["label", "init", *conn]) == 0
+    assert main(["label", "import", *conn, *files, str(tile), "--chip-size", "64"]) == 0
+    capsys.readouterr()
+    assert main(["label", "predict", *conn, *files, "--polygons", str(far)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error [INVALID_ARGUMENT]: ")
+    assert "none of the 1 polygons overlaps any of the 4 chips" in err[0]
+    ls = lsproject.connect(labelstudio.url, labelstudio.token)
+    project_id = lsproject.require_project(ls, "ASM miss test")
+    tasks = list(ls.tasks.list(project=project_id, resolve_uri=False))
+    assert len(tasks) == 4 and not any(t.predictions for t in tasks)  # nothing was added
+    # The same name with polygons on the chips now works.
+    near = to_map_space(box(10, 10, 100, 60), transform)
+    write_features_to = tmp_path / "fixed"
+    write_features_to.mkdir()
+    fixed = write_features_to / "sites.geojson"
+    fixed.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {},
+         "geometry": shapely.geometry.mapping(reproject(near, crs, "EPSG:4326"))}]}))  # fmt: skip
+    assert main(["label", "predict", *conn, *files, "--polygons", str(fixed)]) == 0
+    assert "4 tasks given predictions (" in capsys.readouterr().out

@@ -218,3 +218,21 @@ def test_split_keeps_whole_scenes_or_regions_together():
     report = Report()
     assert set(assign_splits(tasks[:1], 0.3, "scene", 10.0, 0, report).values()) == {"train"}
     assert report.issues and report.issues[0].problem == "split"
+
+
+def test_west_africa_labels_need_a_mapping(capsys):
+    # Before: --label-field label matched no "pit"/"pond" value and every polygon silently
+    # became the default class.
+    if not WEST_AFRICA.is_file():
+        pytest.skip(f"real data {WEST_AFRICA} is absent")
+    with pytest.raises(AsmSpotterError) as err:
+        PolygonPredictor(WEST_AFRICA, label_field="label")
+    assert "['0', '1', '2']" in str(err.value) and "--label-map" in str(err.value)
+    mapped = PolygonPredictor(
+        WEST_AFRICA, label_field="label", label_map={"0": "pit", "1": "skip", "2": "pond"}
+    )
+    assert len(mapped.source) == 447  # the two large-scale (label 1) mines are left out
+    assert mapped.classes.count("pit") == 314 and mapped.classes.count("pond") == 133
+    PolygonPredictor(WEST_AFRICA)  # no field named: every polygon is --label, and it says so
+    assert "its field 'label' holds ['0', '1', '2']" in capsys.readouterr().err
+

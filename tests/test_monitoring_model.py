@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rasterio.windows import Window
+from shapely.geometry import Point
 
 from asmspotter.cli import main
 from imagery.scene import Grid, open_scene
@@ -13,6 +14,7 @@ from monitoring.store import Store
 from tests.real_parts import missing
 
 from .conftest import L2A_DIR
+from .service_support import make_tile
 
 
 def test_run_with_bundle_records_model(tiny_bundle, tmp_path, capsys):
@@ -27,10 +29,19 @@ def test_run_with_bundle_records_model(tiny_bundle, tmp_path, capsys):
             scene_id=scene.scene_id, datetime=scene.datetime,
         )  # fmt: skip
     store = f"sqlite:///{tmp_path / 'm.sqlite'}"
-    args = ["monitor", "run", "--store", store, "--area", "m", "--tile", str(tile)]
-    assert main([*args, "--bundle", str(tiny_bundle)]) == 0, capsys.readouterr().err
-    assert "recorded run 1 (m, 2020-02-19, S2A_29RKH_20200219_0_L2A)" in capsys.readouterr().out
+    args = ["monitor", "run", "--store", store, "--area", "m"]
+    # The real sample is decimated to 100 m: the 10 m model refuses it, nothing is recorded.
+    assert main([*args, "--tile", str(tile), "--bundle", str(tiny_bundle)]) == 2
+    assert capsys.readouterr().err.startswith("error [GSD_MISMATCH]: ")
+    assert not (tmp_path / "m.sqlite").exists()
+    ten, _ = make_tile(tmp_path / "ten.tif", 192, [Point(60, 60).buffer(8)])
+    run = [*args, "--tile", str(ten), "--date", "2020-02-19", "--scene-id", scene.scene_id]
+    assert main([*run, "--bundle", str(tiny_bundle)]) == 0, capsys.readouterr().err
+    tile = ten
     info = json.loads((tiny_bundle / "bundle.json").read_text())
+    out = capsys.readouterr().out
+    assert "recorded run 1 (m, 2020-02-19, S2A_29RKH_20200219_0_L2A, " in out
+    assert f"{info['name']}-{info['version']})" in out
     with Store(store) as s:
         (run,) = s.runs("m")
     assert run.model_version == f"{info['name']}-{info['version']}"

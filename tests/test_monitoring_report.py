@@ -202,6 +202,14 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     store = f"sqlite:///{tmp_path / 's.sqlite'}"
     assert main([*base, "--store", store, "--date", "01/02/2024"]) == 2
     assert "not an ISO date" in capsys.readouterr().err
+    # A mistyped store is an error, not an empty database that "has no runs".
+    assert main(["monitor", "report", "--store", store, "--area", "y", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error [FILE_NOT_FOUND]: ") and "no monitoring store" in err
+    assert not (tmp_path / "s.sqlite").exists()
+    ok = [*base, "--store", store, "--date", "2024-01-01", "--model-version", "m-1"]
+    assert main([*ok, "--weights-sha256", "none"]) == 0
+    assert "note: created a new monitoring store" in capsys.readouterr().err
     assert main(["monitor", "report", "--store", store, "--area", "y", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no runs for area 'y'" in err

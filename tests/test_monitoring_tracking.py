@@ -93,10 +93,18 @@ def test_two_dates_match_shapely(years, store_url):
     a, b = years
     exp = _expected(a, b)
     with Store(store_url) as store:
-        first = record_run(store, "tapajos", "amw-2018", "2018-01-01", a, model_version="amw")
+        first = record_run(
+            store,
+            "tapajos",
+            "amw-2018",
+            "2018-01-01",
+            a,
+            model_version="amw",
+            weights_sha256="none",
+        )
         second = record_run(
             store, "tapajos", "amw-2024", "2024-01-01", b, model_version="amw",
-            grow_fraction=GROW, min_overlap=MIN_OVERLAP, tolerance_m=TOL,
+            weights_sha256="none", grow_fraction=GROW, min_overlap=MIN_OVERLAP, tolerance_m=TOL,
         )  # fmt: skip
         assert first.counts["new"] == len(a.geometries)
         want = {s: sum(v == s for v in exp["status"].values()) for s in second.counts}
@@ -120,7 +128,7 @@ def test_two_dates_match_shapely(years, store_url):
         sites_before = store.site_count("tapajos")
         again = record_run(
             store, "tapajos", "amw-2024", "2024-01-01", b, model_version="amw",
-            grow_fraction=GROW, min_overlap=MIN_OVERLAP, tolerance_m=TOL,
+            weights_sha256="none", grow_fraction=GROW, min_overlap=MIN_OVERLAP, tolerance_m=TOL,
         )  # fmt: skip
         assert again.rerun and again.run_id == second.run_id and again.counts == second.counts
         assert store.site_count("tapajos") == sites_before
@@ -140,7 +148,7 @@ def test_compliance_any_crs(years, store_url):
     with Store(store_url) as store:
         run = record_run(
             store, "tapajos", "amw-2018", "2018-01-01", a, concessions=concessions,
-            protected=protected,
+            protected=protected, model_version="amw", weights_sha256="none",
         )  # fmt: skip
         obs = store.observations(run.run_id)
     c = shapely.union_all(a.geometries).centroid
@@ -175,7 +183,15 @@ def test_concurrent_runs_get_distinct_site_ids(years, store_url):
     def record(args):
         scene, features = args
         with Store(store_url) as store:
-            return record_run(store, "shared", scene, "2024-01-01", features)
+            return record_run(
+                store,
+                "shared",
+                scene,
+                "2024-01-01",
+                features,
+                model_version="m",
+                weights_sha256="h",
+            )
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(record, [("s1", a), ("s2", b)]))

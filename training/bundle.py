@@ -13,13 +13,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from imagery import feedback
 from imagery.errors import AsmSpotterError, Reason
 from training.engines.base import DetectionModel, get_engine
 
 FORMAT = "asmspotter-bundle/1"
 WEIGHTS = "model.pt"
 RUN_INFO = "run.json"  # written next to the checkpoints by `asmspotter train`
-REQUIRED = ("format", "engine", "bands", "classes", "normalization", "weights", "config")
+REQUIRED = (
+    "format", "name", "version", "engine", "bands", "classes", "normalization", "weights", "config"
+)  # fmt: skip
+# The bundle packaged with the service: no other bundle may take its name and version.
+PACKAGED_BUNDLE = Path(__file__).resolve().parents[1] / "service" / "default_bundle"
 DEFAULT_LIMITS = (
     "Trained only on the data listed above. Detections outside that data's sensors, seasons, "
     "regions and site types are unverified; check every detection before acting on it."
@@ -104,9 +109,44 @@ def export_bundle(
             "init_bundle": run.get("init_bundle"),  # fine-tuned from this bundle, if any
         },
     }
+    explicit = name is not None or version is not None
+    info["version"] = unique_version(
+        info["name"], str(info["version"]), info["weights_sha256"], out, explicit
+    )
     (out / "bundle.json").write_text(json.dumps(info, indent=2))
     (out / "model_card.md").write_text(model_card(info, limits or DEFAULT_LIMITS))
     return out
+
+
+def unique_version(name: str, version: str, sha256: str, out: Path, explicit: bool) -> str:
+    """A version that does not pass this bundle off as the packaged default.
+
+    The same name and version as the packaged bundle with other weights: refused when the
+    version was asked for (BUNDLE_INVALID); otherwise (a config's default) the weights' hash is
+    added as build metadata, ``1.0.0+w3f2a9c1e``, and a notice says so. Re-exporting into the
+    packaged bundle's own folder replaces it and keeps the version.
+    """
+    packaged = PACKAGED_BUNDLE / "bundle.json"
+    if not packaged.is_file() or out.resolve() == PACKAGED_BUNDLE:
+        return version
+    default = json.loads(packaged.read_text())
+    if (default.get("name"), default.get("version")) != (name, version):
+        return version
+    if default.get("weights_sha256") == sha256:
+        return version  # the same weights: the same model
+    if explicit:
+        raise AsmSpotterError(
+            Reason.BUNDLE_INVALID,
+            f"{name} {version} is the packaged default bundle's name and version; give this "
+            "model another --version (or --name)",
+            str(out),
+        )
+    unique = f"{version}+w{sha256[:8]}"
+    feedback.notice(
+        f"{name} {version} is the packaged default bundle's version; this bundle is {name} "
+        f"{unique} (choose one with `asmspotter export --version` or `version=` in the config)"
+    )
+    return unique
 
 
 def update_metrics(
@@ -211,11 +251,12 @@ def load_bundle(path: str | Path, device: str | None = None) -> DetectionModel:
     weights = bundle_dir / info["weights"]
     if not weights.is_file():
         raise AsmSpotterError(Reason.BUNDLE_INVALID, "weights file is missing", str(weights))
-    expected = info.get("weights_sha256")
-    if expected and sha256_of(weights) != expected:
+    actual, expected = sha256_of(weights), info.get("weights_sha256")
+    if expected and actual != expected:
         raise AsmSpotterError(
             Reason.BUNDLE_INVALID, "weights do not match weights_sha256", str(weights)
         )
+    info["weights_sha256"] = actual  # a bundle's identity is never missing
     from training.devices import resolve_device
 
     device = resolve_device(device)

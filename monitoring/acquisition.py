@@ -22,7 +22,8 @@ from shapely.geometry.base import BaseGeometry
 from imagery.geometry import WGS84, geometry_to_mask, reproject
 from imagery.sensors import SENTINEL2_L2A
 from monitoring.areas import WatchedArea
-from monitoring.fetch import search, solar_day, write_median
+from monitoring.fetch import solar_day, write_median
+from monitoring.stac_source import find_items
 
 
 @dataclass
@@ -57,7 +58,7 @@ def new_acquisitions(area: WatchedArea, done: set[str]) -> list[Acquisition]:
         start = start[:-6] + "Z"
     src = area.source
     end = (datetime.now().date() + timedelta(days=2)).isoformat()
-    items = search(src.stac_url, src.collection, area.geometry, start, end, src.max_cloud)
+    items = find_items(src.stac_url, src.collection, area.geometry, start, end, src.max_cloud)
     days: dict[str, Acquisition] = {}
     lon = area.geometry.centroid.x
     for item in items:

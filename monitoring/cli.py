@@ -20,20 +20,33 @@ STORE_HELP = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "fetch",
-        help="median cloud-free composite of an area and dates from a STAC API",
-        description="Search a STAC API for Sentinel-2 L2A scenes over AREA, mask clouds and "
-        "shadows with SCL, and write the per-pixel median of the model's bands as a COG tile "
-        "clipped to the area.",
+        help="median cloud-free composite of an area and dates from STAC (an API or static)",
+        description="Find Sentinel-2 L2A items over AREA in a STAC API or in static STAC (a "
+        "catalog, collection, item collection, item files; local or on a web server), mask "
+        "clouds and shadows with SCL, and write the per-pixel median of the model's bands as a "
+        "COG tile clipped to the area.",
     )
     p.add_argument("area", help="area polygon(s): GeoJSON, GeoPackage or Shapefile, any CRS")
     p.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
-    p.add_argument("--end", required=True, help="last date, YYYY-MM-DD")
-    p.add_argument("-o", "--output", required=True, help="output .tif")
+    p.add_argument("--end", required=True, help="last date, YYYY-MM-DD (included)")
+    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="output .tif")
     p.add_argument(
-        "--preset", choices=["earth-search", "planetary-computer"], default="earth-search"
+        "--preset", choices=["earth-search", "planetary-computer"], default="earth-search",
+        help="a public STAC API (default: earth-search), unless --stac is given",
+    )  # fmt: skip
+    p.add_argument(
+        "--stac",
+        "--stac-url",
+        dest="stac",
+        metavar="SOURCE",
+        help="a STAC API URL, or static STAC: a catalog.json/collection.json (path or URL), an "
+        "item collection, an item file, a folder or glob of item files (overrides --preset)",
     )
-    p.add_argument("--stac-url", help="any STAC API URL (overrides --preset)")
-    p.add_argument("--collection", help="collection id (default: the preset's Sentinel-2 L2A)")
+    p.add_argument(
+        "--collection",
+        help="collection id (API default: the preset's Sentinel-2 L2A; static STAC: only "
+        "filtered when given)",
+    )
     p.add_argument("--max-cloud", type=float, default=60.0, help="max scene cloud cover, %%")
     p.add_argument("--resolution", type=float, default=10.0, help="output pixel size, metres")
     p.add_argument("--bands", nargs="+", help="bands (default: the model's stack)")
@@ -80,19 +93,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from imagery.errors import AsmSpotterError, Reason
     from imagery.sensors import SENTINEL2_L2A
     from monitoring.fetch import PRESETS, composite
 
     url, collection = PRESETS[args.preset]
     modifier = None
-    if args.preset == "planetary-computer" and not args.stac_url:
+    if args.preset == "planetary-computer" and not args.stac:
         try:
             import planetary_computer
 
             modifier = planetary_computer.sign_inplace
         except ImportError:
-            from imagery.errors import AsmSpotterError, Reason
-
             raise AsmSpotterError(
                 Reason.INVALID_ARGUMENT,
                 "the planetary-computer preset needs `pip install planetary-computer`",
@@ -102,8 +114,8 @@ def _fetch(args: argparse.Namespace) -> int:
         args.start,
         args.end,
         args.output,
-        stac_url=args.stac_url or url,
-        collection=args.collection or collection,
+        stac_url=args.stac or url,
+        collection=args.collection or (None if args.stac else collection),
         bands=args.bands or SENTINEL2_L2A.default_stack,
         max_cloud=args.max_cloud,
         resolution=args.resolution,

@@ -1,6 +1,7 @@
 """Imagery by area and dates: STAC search, per-pixel SCL cloud masking, median composite.
 
-pystac-client searches any STAC API (presets: Earth Search, Planetary Computer); odc-stac reads
+Items come from a STAC API (pystac-client; presets: Earth Search, Planetary Computer) or from
+static STAC on disk or a web server (``monitoring.stac_source``); odc-stac reads
 the assets onto one grid (the first item's CRS and pixel lattice at the asked resolution, framing
 the area); the median of the cloud-free observations of each pixel is written block by block as
 the project's stacked tile (uint16 DN, nodata 0, COG), clipped to the area.
@@ -20,16 +21,17 @@ import numpy as np
 import shapely
 from rasterio.transform import Affine
 from rasterio.windows import Window
-from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from imagery import feedback, scaling
 from imagery.errors import AsmSpotterError, Reason
 from imagery.geometry import WGS84, geometry_to_mask, reproject
+from imagery.gsd import GSD_TOLERANCE
 from imagery.scene import SCL_MASKED, Grid
 from imagery.sensors import SENTINEL2_L2A
 from imagery.tiles import TileWriter
 from imagery.vector import read_features
+from monitoring.stac_source import find_items, parse_dates
 
 PRESETS = {
     "earth-search": ("https://earth-search.aws.element84.com/v1", "sentinel-2-l2a"),
@@ -46,39 +48,6 @@ def area_geometry(path: str | Path) -> BaseGeometry:
     if not polys:
         raise AsmSpotterError(Reason.INVALID_ARGUMENT, "the area file holds no polygon", str(path))
     return shapely.union_all([shapely.make_valid(g) for g in polys])
-
-
-def search(
-    url: str,
-    collection: str,
-    area: BaseGeometry,
-    start: str,
-    end: str,
-    max_cloud: float | None = None,
-    modifier: Callable | None = None,
-) -> list[Any]:
-    """Items of ``collection`` intersecting ``area`` between ``start`` and ``end`` (inclusive)."""
-    from pystac_client import Client
-    from pystac_client.exceptions import APIError
-
-    try:
-        client = Client.open(url, modifier=modifier)
-        query = {"eo:cloud_cover": {"lte": max_cloud}} if max_cloud is not None else None
-        items = list(
-            client.search(
-                collections=[collection],
-                intersects=mapping(area),
-                datetime=f"{start}/{end}",
-                query=query,
-            ).items()
-        )
-    except (APIError, OSError) as exc:
-        raise AsmSpotterError(
-            Reason.INVALID_ARGUMENT, f"STAC search at {url} failed: {exc}".splitlines()[0]
-        ) from exc
-    if max_cloud is not None:  # also here, for APIs without the query extension
-        items = [i for i in items if i.properties.get("eo:cloud_cover", 0) <= max_cloud]
-    return sorted(items, key=lambda i: (i.datetime or datetime.min, i.id))
 
 
 def asset_key(item: Any, band: str) -> str:
@@ -104,6 +73,33 @@ def item_offset(item: Any) -> float:
         return 0.0
     acquired = item.datetime.date() if item.datetime else None
     return scaling.dn_offset(props.get("s2:processing_baseline"), acquired)
+
+
+def native_resolution(item: Any, keys: Sequence[str]) -> float | None:
+    """The finest pixel size (m) of the item's assets for ``keys`` (``proj:transform``/``gsd``)."""
+    sizes = []
+    for key in keys:
+        asset = item.assets[key]
+        t = asset.extra_fields.get("proj:transform")
+        gsd = asset.extra_fields.get("gsd") or item.properties.get("gsd")
+        if t:
+            sizes.append(abs(float(t[0])))
+        elif gsd:
+            sizes.append(float(gsd))
+    return min(sizes) if sizes else None
+
+
+def check_resolution(item: Any, keys: Sequence[str], resolution: float) -> None:
+    """GSD_MISMATCH when the composite would be finer than the imagery: upsampling invents
+    detail, and the tile would then pass as 10 m imagery where the model is concerned."""
+    native = native_resolution(item, keys)
+    if native is not None and resolution < native * (1 - GSD_TOLERANCE):
+        raise AsmSpotterError(
+            Reason.GSD_MISMATCH,
+            f"--resolution {resolution:g} m is finer than the imagery ({item.id}: its finest "
+            f"band is {native:g} m); a finer composite would invent detail: use --resolution "
+            f"{native:g}",
+        )
 
 
 def output_grid(items: Sequence[Any], area: BaseGeometry, resolution: float) -> Grid:
@@ -146,7 +142,7 @@ def composite(
     out: str | Path,
     *,
     stac_url: str = PRESETS["earth-search"][0],
-    collection: str = PRESETS["earth-search"][1],
+    collection: str | None = None,
     bands: Sequence[str] = SENTINEL2_L2A.default_stack,
     max_cloud: float | None = 60.0,
     resolution: float = 10.0,
@@ -154,13 +150,16 @@ def composite(
     progress: bool = True,
     modifier: Callable | None = None,
 ) -> dict[str, Any]:
-    """Search, mask clouds/shadows with SCL, take the per-pixel median, write a COG tile."""
+    """Find items (a STAC API or static STAC, ``monitoring.stac_source``), mask clouds and
+    shadows with SCL, take the per-pixel median, write a COG tile."""
+    parse_dates(start, end)  # before reading the area or any network
     area = area_geometry(area_path)
-    items = search(stac_url, collection, area, start, end, max_cloud, modifier)
+    items = find_items(stac_url, collection, area, start, end, max_cloud, modifier)
     if not items:
         raise AsmSpotterError(
             Reason.ALL_NODATA,
-            f"no {collection} items at {stac_url} for the area between {start} and {end}"
+            f"no {collection or 'Sentinel-2 L2A'} items at {stac_url} for the area between "
+            f"{start} and {end}"
             + (f" with cloud cover <= {max_cloud}%" if max_cloud is not None else ""),
         )
     stats = write_median(
@@ -202,8 +201,9 @@ def write_median(
     import odc.stac
     from odc.geo.geobox import GeoBox
 
-    grid = output_grid(items, area, resolution)
     keys = [asset_key(items[0], b) for b in bands]
+    check_resolution(items[0], keys, resolution)
+    grid = output_grid(items, area, resolution)
     scl = asset_key(items[0], "SCL")
     lon = area.centroid.x
     offsets = {solar_day(i.datetime, lon): item_offset(i) for i in items}

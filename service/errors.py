@@ -38,6 +38,7 @@ _CODES: dict[str, grpc.StatusCode] = {
     Reason.URI_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
     Reason.TILE_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.BUNDLE_INVALID: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.UNREACHABLE: grpc.StatusCode.UNAVAILABLE,
     ServiceReason.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ServiceReason.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ServiceReason.NOT_READY: grpc.StatusCode.UNAVAILABLE,

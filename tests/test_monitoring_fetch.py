@@ -117,3 +117,110 @@ def test_fetch_cloud_filter_and_empty_search(stac_api, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error [ALL_NODATA]")
     assert main([*args, "--start", "2021-01-01", "--end", "2021-02-01"]) == 2
     assert not (tmp_path / "x.tif").exists()
+
+
+# -- static STAC (no server): the same items as files, a catalog, an item collection -------------
+def _area_file(tmp_path: Path) -> Path:
+    area = tmp_path / "area.geojson"
+    feature = {"type": "Feature", "properties": {},
+               "geometry": {"type": "Polygon", "coordinates": [AREA]}}  # fmt: skip
+    area.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    return area
+
+
+@pytest.fixture(scope="module")
+def static_stac(tmp_path_factory):
+    """The test items written as item files, an item collection and a static catalog whose
+    asset hrefs are relative to the item files."""
+    if not L2A_DIR.is_dir():
+        pytest.skip(f"{L2A_DIR} is absent")
+    import pystac
+
+    from monitoring.testing.stac_server import build_items
+
+    root = tmp_path_factory.mktemp("static")
+    items = build_items(L2A_DIR, root / "data")
+    for item in items:  # plain paths: what a catalog written on disk holds
+        for asset in item["assets"].values():
+            asset["href"] = asset["href"].removeprefix("file://")
+    (root / "items").mkdir()
+    for item in items:
+        (root / "items" / f"{item['id']}.json").write_text(json.dumps(item))
+    fc = {"type": "FeatureCollection", "features": items}
+    (root / "search.geojson").write_text(json.dumps(fc))
+    catalog = pystac.Catalog("s2", "Sentinel-2 L2A test items")
+    for item in items:
+        catalog.add_item(pystac.Item.from_dict(item))
+    catalog.normalize_hrefs(str(root / "catalog"))
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    return root, items
+
+
+@pytest.mark.parametrize(
+    "source", ["items", "items/*.json", "search.geojson", "catalog/catalog.json", "catalog"]
+)
+def test_fetch_from_static_stac_matches_numpy(static_stac, tmp_path, capsys, source):
+    root, items = static_stac
+    out = tmp_path / "composite.tif"
+    code = main(
+        ["fetch", str(_area_file(tmp_path)), "--start", "2020-02-01", "--end", "2020-03-31",
+         "-o", str(out), "--stac", str(root / source), "--resolution", "100", "--quiet"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "median of 2 scene(s)" in capsys.readouterr().out
+    with rasterio.open(out) as ds:
+        want = _independent(items, (ds.height, ds.width), ds.transform, ds.crs)
+        np.testing.assert_array_equal(ds.read(), want)
+
+
+def test_fetch_static_filters_dates_and_clouds(static_stac, tmp_path, capsys):
+    root, _ = static_stac
+    args = ["fetch", str(_area_file(tmp_path)), "-o", str(tmp_path / "x.tif"),
+            "--stac", str(root / "items"), "--resolution", "100", "--quiet"]  # fmt: skip
+    assert main([*args, "--start", "2020-02-19", "--end", "2020-02-19"]) == 0
+    assert "median of 1 scene(s) on 2020-02-19" in capsys.readouterr().out
+    assert main([*args, "--start", "2020-02-01", "--end", "2020-03-31", "--max-cloud", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error [ALL_NODATA]")
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and "Warning" not in err, err
+    return lines[0]
+
+
+def test_fetch_mistakes_are_one_line_before_any_network(tmp_path, capsys):
+    # An address nothing listens on: reaching the network would say UNREACHABLE instead.
+    area = _area_file(tmp_path)
+    args = ["fetch", str(area), "-o", str(tmp_path / "x.tif"), "--stac", "http://127.0.0.1:9/"]
+    ok = ["--start", "2024-01-01", "--end", "2024-01-31"]
+    assert main([*args, "--start", "2024-02-30", "--end", "2024-03-31"]) == 2
+    assert "'2024-02-30' is not a date that exists" in _one_line(capsys)
+    assert main([*args, "--start", "2024-03-31", "--end", "2024-03-01"]) == 2
+    assert "is before --start" in _one_line(capsys)
+    utm = tmp_path / "utm.geojson"
+    utm.write_text(area.read_text().replace("-11.8, 24.5", "350000, 2710000"))
+    assert main(["fetch", str(utm), *args[2:], *ok]) == 2
+    assert _one_line(capsys).startswith("error [CRS_MISMATCH]: ")
+    assert main([*args, *ok]) == 2
+    assert _one_line(capsys).startswith("error [UNREACHABLE]: cannot reach http://127.0.0.1:9/")
+    not_stac = tmp_path / "notes.json"
+    not_stac.write_text('{"type": "Topology"}')
+    assert main([*args[:-1], str(not_stac), *ok]) == 2
+    assert "not a STAC API, catalog" in _one_line(capsys)
+    assert main([*args[:-1], str(tmp_path / "missing"), *ok]) == 2
+    assert _one_line(capsys).startswith("error [FILE_NOT_FOUND]: ")
+
+
+def test_fetch_refuses_a_resolution_finer_than_the_imagery(static_stac, tmp_path, capsys):
+    # The sample's 10 m bands are stored at 100 m: a "10 m" composite of it would pass as 10 m
+    # imagery everywhere downstream.
+    root, _ = static_stac
+    args = ["fetch", str(_area_file(tmp_path)), "-o", str(tmp_path / "x.tif"),
+            "--stac", str(root / "items"), "--start", "2020-02-01"]  # fmt: skip
+    assert main([*args, "--end", "2020-03-31"]) == 2  # --resolution defaults to 10
+    line = _one_line(capsys)
+    assert line.startswith("error [GSD_MISMATCH]: ") and "use --resolution 100" in line
+    assert not (tmp_path / "x.tif").exists()

@@ -27,6 +27,7 @@ import rasterio
 from monitoring.testing.postgres import Cluster, free_port
 
 COLLECTION = "sentinel-2-l2a"
+L2A_NAME = "S2A_29RKH_20200219_0_L2A"
 KEEP_ASSETS = ("blue", "green", "red", "nir", "swir16", "swir22", "scl")
 SECOND_DATE = "2020-03-05T11:34:25.405000Z"
 CLOUD_BOX = (slice(100, 220), slice(150, 300))  # SCL pixels (rows, cols) set to 9 (cloud)
@@ -228,3 +229,63 @@ class StacServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self._log.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m monitoring.testing.stac_server SOURCE``: serve STAC items as a local STAC API.
+
+    SOURCE is anything ``asmspotter fetch --stac`` reads as static STAC (item files, a folder or
+    glob of them, an item collection, a catalog); ``--demo`` serves the two test items built from
+    the real L2A tile in ../shared/data. Needs PostgreSQL + PostGIS (tests/setup/
+    system_packages.sh) and the dev extra (stac-fastapi-pgstac, pypgstac, uvicorn). Prints the
+    URL, serves until Ctrl-C, then removes its database.
+    """
+    import argparse
+    import signal
+    import tempfile
+
+    from monitoring.stac_source import _static_items, describe
+    from monitoring.testing.postgres import pg_bindir, start_cluster
+
+    parser = argparse.ArgumentParser(prog="python -m monitoring.testing.stac_server")
+    parser.add_argument("source", nargs="?", help="static STAC items to serve")
+    parser.add_argument("--demo", action="store_true", help="serve the real-tile test items")
+    args = parser.parse_args(argv)
+    if pg_bindir() is None:
+        print("error: PostgreSQL + PostGIS not installed (tests/setup/system_packages.sh)")
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="stac-"))
+    if args.demo:
+        data = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+        items = build_items(
+            data / "sentinel-l2a-grd-riotilerpds" / "S2A_29RKH_20200219_0_L2A", work
+        )
+    elif args.source:
+        found = list(_static_items(args.source, describe(args.source)))
+        for item in found:
+            item.make_asset_hrefs_absolute()
+        items = [{**i.to_dict(), "collection": COLLECTION, "links": []} for i in found]
+    else:
+        parser.error("give SOURCE or --demo")
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a plain `kill` cleans up too
+    cluster = start_cluster()
+    server = StacServer(cluster, items, work / "stac.log")
+    print(
+        f"STAC API with {len(items)} item(s) in collection {COLLECTION}: {server.url}", flush=True
+    )
+    try:
+        server.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

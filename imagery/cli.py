@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "SAFE-style JP2, Sentinel-1 GRD folder) into one tile the service accepts.",
     )
     p.add_argument("scene", help="scene folder or GeoTIFF")
-    p.add_argument("-o", "--output", required=True, help="output .tif")
+    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="output .tif")
     p.add_argument("--sensor", choices=sorted(SENSORS), help="override sensor detection")
     p.add_argument("--bands", nargs="+", help="bands to stack (default: the sensor's model stack)")
     band_order_arg(p)
@@ -52,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "their grid is nominal and marked georeferenced=false.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("-o", "--output", required=True, help="dataset folder to write")
+    p.add_argument(
+        "-o", "--out", "--output", dest="output", required=True, help="dataset folder to write"
+    )
     p.add_argument(
         "--root",
         default=str(gallery.default_root()),

@@ -5,7 +5,8 @@
 - Step lines ("train: computing band statistics from 400 chips") go to stderr unless ``--quiet``.
 - Notices (an input was adapted: "resampled from 5 m ...") and warnings always go to stderr,
   one line each, ``note: ...`` / ``warning: ...``.
-- ``-v`` turns on INFO logging (request logs of servers, library detail), ``-vv`` DEBUG.
+- ``-v`` turns on INFO logging, ``-vv`` DEBUG. Servers (``serve``, ``label backend``) log at
+  INFO by default: start-up and one line per request (``--quiet``: warnings only).
 
 The CLI calls ``configure`` once from the global ``-v``/``--quiet`` flags; library code calls
 ``bar``, ``step``, ``notice`` and ``warn`` and never prints otherwise.
@@ -22,14 +23,22 @@ from typing import Any
 from tqdm import tqdm
 
 _state = {"quiet": False, "verbose": 0}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure(quiet: bool = False, verbose: int = 0) -> None:
     _state["quiet"], _state["verbose"] = bool(quiet), int(verbose)
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+
+
+def configure_server() -> None:
+    """Long-running servers (``serve``, ``label backend``) log at INFO by default: start-up and
+    one line per request; ``--quiet`` keeps warnings only, ``-v`` adds debug detail."""
+    level = (
+        logging.WARNING if _state["quiet"] else logging.DEBUG if _state["verbose"] else logging.INFO
     )
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
 
 
 def quiet() -> bool:

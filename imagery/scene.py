@@ -71,6 +71,7 @@ class Scene:
     datetime: str | None
     path: str
     grid_check: GridCheck | None = None  # set when the scene was matched to a model's GSD
+    source_pixels: int | None = None  # pixels of the source raster, when warped onto ``grid``
 
     def read(self, window: Window | None = None) -> np.ndarray:
         """float32 [bands, h, w] in physical units (reflectance or dB); NaN where nodata."""

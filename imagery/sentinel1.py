@@ -161,6 +161,7 @@ class GrdScene(Scene):
         }
         first = next(iter(self._srcs.values()))
         self._src_hw = (first.height, first.width)
+        self.source_pixels = first.height * first.width
         for band, src in self._srcs.items():
             if (src.height, src.width) != self._src_hw:
                 raise ImageryError(

@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="validate annotations and write a COCO training dataset")
     common(p)
-    p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    p.add_argument("-o", "--out", type=Path, required=True, help="dataset folder to write")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--split-by", choices=["region", "scene"], default="region")
     p.add_argument("--region-km", type=float, default=10.0, help="region cell size for the split")
@@ -150,9 +150,13 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from imagery.scene import open_scene
     from labeling.project import document_root, require_project, slug
     from labeling.tasks import import_scene
 
+    for scene in args.scenes:  # every scene is readable before Label Studio is touched
+        with open_scene(scene, sensor=args.sensor):
+            pass
     ls = _client(args)
     project_id = require_project(ls, args.title)
     root = document_root(args.files_root)
@@ -198,9 +202,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
+    from imagery import feedback
     from labeling.ml_backend import MLBackend
     from labeling.project import call, document_root, require_project
 
+    feedback.configure_server()
     root = document_root(args.files_root)
     predictor = _predictor(args)
     backend = MLBackend(predictor, root, args.host, args.port)

@@ -27,7 +27,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("ml-backend: " + fmt, *args)
+        log.info("%s " + fmt, self.client_address[0], *args)  # one line per request
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()

@@ -21,7 +21,9 @@ from imagery import feedback
 from imagery.coco import CLASS_NAMES
 from imagery.errors import AsmSpotterError, Reason
 from imagery.geometry import WGS84, as_crs, reproject, to_map_space, to_pixel_space
+from imagery.gsd import plan_model_grid
 from imagery.scene import open_scene
+from imagery.sensors import get_sensor
 from imagery.vector import Features, read_features
 from labeling.project import call
 from labeling.regions import Site, site_results
@@ -65,9 +67,20 @@ class BundlePredictor:
         self.classes = list(info["classes"])
         self.min_score = min_score
         self.model_version = f"{info['name']}-{info['version']}"
+        self.gsd_m = float(info.get("gsd_m") or get_sensor(info["sensor"]).grid_m)
 
     def predict(self, chip: Path, data: dict[str, Any]) -> list[Site]:
         with open_scene(chip, bands=self.bands) as scene:
+            g = scene.grid
+            plan = plan_model_grid(g.crs, g.transform, g.width, g.height, self.gsd_m, str(chip))
+            if plan.check.resampled:  # labels live on the chip's pixels: no resampling here
+                raise AsmSpotterError(
+                    Reason.GSD_MISMATCH,
+                    f"chips of {plan.check.tile_gsd_m:g} m, the model reads {self.gsd_m:g} m; "
+                    "import scenes at the model's resolution, or use --service (the service "
+                    "resamples and returns polygons on the chip)",
+                    str(chip),
+                )
             values = scene.read()  # NaN = nodata: the model prepares it as every caller's
         found = self.model.predict(values[None], self.min_score)[0]
         return [

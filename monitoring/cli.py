@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="map, alerts, evidence and mined-area plot of an area")
     rep.add_argument("--store", help=STORE_HELP)
     rep.add_argument("--area", required=True)
-    rep.add_argument("-o", "--output", required=True, help="report folder")
+    rep.add_argument("-o", "--out", "--output", dest="output", required=True, help="report folder")
     rep.add_argument("--concessions")
     rep.add_argument("--protected")
     rep.set_defaults(handler=_report)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -137,7 +136,7 @@ def _fail(err: DetectionError) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from service.server import ServerConfig, serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    feedback.configure_server()
     config = ServerConfig(
         address=args.address,
         bundle=args.bundle,

@@ -114,8 +114,25 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
             log.info("%s: %s", method, exc)
         elif not isinstance(exc, AsmSpotterError | ServiceError):
             log.exception("%s failed", method)
-        self.metrics.observe(method, code_name(status_from_exception(exc).code), started)
+        self._record(method, code_name(status_from_exception(exc).code), started, context, exc)
         abort(context, exc)
+
+    def _record(
+        self,
+        method: str,
+        code: str,
+        started: float,
+        context: grpc.ServicerContext,
+        detail: object = "",
+    ) -> None:
+        """Metrics and one request log line: method, status, seconds, peer (and the reason)."""
+        self.metrics.observe(method, code, started)
+        elapsed = time.perf_counter() - started
+        reason = getattr(detail, "reason", "")
+        log.info(
+            "%s %s%s %.3fs peer=%s", method, code, f" [{reason}]" if reason else "", elapsed,
+            context.peer(),
+        )  # fmt: skip
 
     def _unary(self, method: str, context: grpc.ServicerContext, work: Callable[[], T]) -> T:
         started = time.perf_counter()
@@ -126,7 +143,7 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
         except Exception as exc:
             self._fail(method, context, exc, started)
             raise  # not reached: abort raises
-        self.metrics.observe(method, "OK", started)
+        self._record(method, "OK", started, context)
         return result
 
     def _cancelled(self, context: grpc.ServicerContext) -> Callable[[], bool]:
@@ -238,7 +255,7 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
         except Exception as exc:
             self._fail("GetModel", context, exc, started)
             raise
-        self.metrics.observe("GetModel", "OK", started)
+        self._record("GetModel", "OK", started, context)
         return response
 
     def DetectScene(  # noqa: N802
@@ -255,7 +272,7 @@ class DetectionServicer(pb_grpc.DetectionServiceServicer):
         except Exception as exc:
             self._fail("DetectScene", context, exc, started)
             raise
-        self.metrics.observe("DetectScene", "OK", started)
+        self._record("DetectScene", "OK", started, context)
 
     def _scene(
         self, predictor: Predictor, received: ReceivedScene, context: grpc.ServicerContext

@@ -235,4 +235,3 @@ def test_west_africa_labels_need_a_mapping(capsys):
     assert mapped.classes.count("pit") == 314 and mapped.classes.count("pond") == 133
     PolygonPredictor(WEST_AFRICA)  # no field named: every polygon is --label, and it says so
     assert "its field 'label' holds ['0', '1', '2']" in capsys.readouterr().err
-

@@ -85,11 +85,14 @@ def test_validation_metrics_and_best_checkpoint(trained):
     )
 
 
-def test_checkpoint_resumes_to_the_same_step(data):
+def test_checkpoint_resumes_to_the_same_step(data, capsys):
     """A run resumed from its checkpoint continues exactly like an uninterrupted one."""
     base = ["--data", str(data["train"]), *TINY, "log_period=1", "eval_period=0", "warmup_iters=2"]
     straight, split = data["root"] / "straight", data["root"] / "split"
     assert main(["train", "--out", str(straight), *base, "max_iter=6", "checkpoint_period=3"]) == 0
+    captured = capsys.readouterr()  # the steps after the bar, and the final metrics
+    assert "train: band statistics from" in captured.err and "train: evaluating" in captured.err
+    assert "validation (8 images): mask_AP " in captured.out
     assert main(["train", "--out", str(split), *base, "max_iter=3", "checkpoint_period=3"]) == 0
     assert main(["train", "--out", str(split), "--resume", *base, "max_iter=6"]) == 0
 
@@ -116,7 +119,11 @@ def test_non_finite_loss_stops_with_a_clear_error(data, capsys):
 
 def test_evaluate_cli_writes_ap_and_f1(trained, data, capsys):
     out = data["root"] / "eval.json"
-    assert main(["evaluate", str(trained["bundle"]), str(data["unseen"]), "--out", str(out)]) == 0
+    argv = ["evaluate", str(trained["bundle"]), str(data["unseen"]), "--out", str(out)]
+    assert main(argv) == 0  # a readable table by default
+    table = capsys.readouterr().out
+    assert "mask_AP50" in table and "precision" in table and f"metrics JSON: {out}" in table
+    assert main([*argv, "--json"]) == 0
     metrics = json.loads(out.read_text())
     for key in ("mask_AP", "mask_AP50", "bbox_AP", "bbox_AP50", "f1"):
         assert 0.0 <= metrics[key] <= 1.0

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", type=Path, help="YAML/JSON config (defaults when omitted)")
     p.add_argument("--data", type=Path, help="dataset folder: DIR/{train,val}/ or split field")
-    p.add_argument("--out", type=Path, help="run folder for checkpoints and logs")
+    p.add_argument(
+        "-o", "--out", type=Path, required=True, help="run folder for checkpoints and logs"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--export", type=Path, metavar="BUNDLE_DIR", help="export the best model")
     p.add_argument(
@@ -65,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="COCO AP and object-level F1 of a bundle")
     p.add_argument("bundle", type=Path, help="bundle folder (holding bundle.json)")
     p.add_argument("coco", type=Path, help="COCO annotations.json (or its folder)")
-    p.add_argument("--out", type=Path, help="write the metrics JSON here")
+    p.add_argument("-o", "--out", type=Path, help="also write the full metrics JSON here")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON, not a table")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when present)")
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--f1-score-threshold", type=float, default=0.5)
@@ -74,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("export", help="write a versioned model bundle from a checkpoint")
     p.add_argument("checkpoint", type=Path, help="a checkpoint written by `asmspotter train`")
-    p.add_argument("--out", type=Path, required=True, help="bundle folder, e.g. NAME-VERSION")
+    p.add_argument("-o", "--out", type=Path, required=True, help="bundle folder, e.g. NAME-VERSION")
     p.add_argument("--name")
     p.add_argument("--version")
     p.add_argument("--sensor")
@@ -108,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.num_gpus > 1 and not engine.launches_itself:
         if int(os.environ.get("WORLD_SIZE", "1")) == 1:
             return _launch_torchrun(args.num_gpus)
-    out = args.out or Path("runs") / f"{cfg.name}-{cfg.version}"
+    out = args.out
     rank = int(os.environ.get("RANK", "0"))
     data = load_train_data(cfg, args.data)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +130,7 @@ def _train(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     print(f"best checkpoint: {best}")
+    print(metrics_line(checkpoint_metrics(best)))
     if args.export:
         bundle = export_bundle(best, args.export, command=command)
         if args.init_bundle:
@@ -162,6 +166,46 @@ def bundle_start(bundle_dir: Path) -> tuple[dict, dict]:
         "weights_sha256": info.get("weights_sha256"),
     }
     return base, record
+
+
+SUMMARY_KEYS = ("mask_AP", "mask_AP50", "bbox_AP", "bbox_AP50", "f1")
+
+
+def checkpoint_metrics(path: Path) -> dict:
+    """The validation metrics a checkpoint was saved with ({} when there was no validation)."""
+    import torch
+
+    head = torch.load(path, map_location="cpu", weights_only=False)
+    return (head.get("metrics") if isinstance(head, dict) else None) or {}
+
+
+def metrics_line(metrics: dict) -> str:
+    if not metrics:
+        return "validation: none (the dataset has no val split; the last weights are kept)"
+    parts = [f"{k} {metrics[k]:.3f}" for k in SUMMARY_KEYS if isinstance(metrics.get(k), float)]
+    n = metrics.get("n_images")
+    return "validation" + (f" ({n} images)" if n else "") + ": " + ", ".join(parts)
+
+
+def metrics_table(metrics: dict) -> str:
+    """A readable table: the COCO summary, then precision/recall/F1 per class."""
+    rows = [f"{'metric':<12}{'value':>8}"]
+    rows += [f"{k:<12}{metrics[k]:>8.3f}" for k in SUMMARY_KEYS if k in metrics]
+    objects = metrics.get("objects", {})
+    per_class = objects.get("per_class", {})
+    if per_class:
+        iou, score = objects.get("iou_threshold"), objects.get("score_threshold")
+        rows += ["", f"objects (IoU >= {iou}, score >= {score}):"]
+        rows.append(f"{'class':<10}{'tp':>6}{'fp':>6}{'fn':>6}{'precision':>11}{'recall':>8}"
+                    f"{'F1':>7}")  # fmt: skip
+        for cls, m in {**per_class, "all": objects.get("all", {})}.items():
+            if m:
+                rows.append(
+                    f"{cls:<10}{m['tp']:>6}{m['fp']:>6}{m['fn']:>6}{m['precision']:>11.3f}"
+                    f"{m['recall']:>8.3f}{m['f1']:>7.3f}"
+                )
+    rows.append(f"\n{metrics.get('n_images', '?')} images")
+    return "\n".join(rows)
 
 
 def _train_command(args: argparse.Namespace) -> str:
@@ -240,8 +284,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         score_threshold=args.score_threshold,
         f1_score_threshold=args.f1_score_threshold,
     )
-    summary = {k: metrics[k] for k in ("mask_AP", "mask_AP50", "bbox_AP", "bbox_AP50", "f1")}
-    print(json.dumps({**summary, "n_images": metrics["n_images"]}))
+    if args.json:
+        summary = {k: metrics[k] for k in SUMMARY_KEYS}
+        print(json.dumps({**summary, "n_images": metrics["n_images"]}))
+    else:
+        print(metrics_table(metrics))
+        if args.out:
+            print(f"metrics JSON: {args.out}")
     return 0
 
 

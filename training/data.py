@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from imagery import feedback
 from imagery.coco import segmentation_to_mask
 from imagery.errors import AsmSpotterError, Reason
 from imagery.scene import open_scene
@@ -293,6 +294,10 @@ def load_train_data(cfg: TrainConfig, data_dir: str | Path | None = None) -> Tra
     if cfg.normalization:
         stats = BandStats(list(cfg.normalization["mean"]), list(cfg.normalization["std"]))
     else:
+        feedback.step(
+            f"train: band statistics from {min(len(train), cfg.stats_samples)} of {len(train)} "
+            "training chips"
+        )
         stats = band_statistics(train, cfg.stats_samples, cfg.seed)
     sources = {"train": f"{train.ann_file}" + (f" [split={train_split}]" if train_split else "")}
     if val is not None:

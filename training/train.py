@@ -264,6 +264,10 @@ class Trainer:
             return None
         metrics = None
         if self.main:
+            feedback.step(
+                f"train: evaluating iteration {self.state.iteration} on {len(self.data.val)} "
+                "validation chips"
+            )
             detector = self.as_detection_model(self.module, self.info, str(self.device))
             metrics = evaluate_model(detector, self.data.val, batch_size=self.cfg.batch_size)
             self.module.train()

@@ -17,14 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = gen.add_subparsers(dest="what", required=True, metavar="WHAT")
 
     p = sub.add_parser("scene", help="one scene: tile + COCO JSON + GeoJSON truth")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=1024, help="height and width in pixels")
     p.add_argument("--clusters", type=int, help="mining clusters (default: random, may be 0)")
     p.set_defaults(handler=_scene)
 
     p = sub.add_parser("dataset", help="a chipped COCO dataset, train/val split by scene")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="output folder")
     p.add_argument("-n", "--scenes", type=int, default=20)
     p.add_argument("--scene-size", type=int, default=1024)
     p.add_argument("--chip-size", type=int, default=256)
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_dataset)
 
     p = sub.add_parser("tile", help="a full-size tile written block by block (benchmarks)")
-    p.add_argument("-o", "--output", required=True, help="output .tif")
+    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="output .tif")
     p.add_argument("--size", type=int, default=10980)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clusters", type=int, help="mining clusters (default: 3 to 8)")

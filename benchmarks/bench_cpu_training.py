@@ -63,7 +63,7 @@ def main() -> None:
     info = json.loads((bundle / "bundle.json").read_text())
     metrics = info.get("metrics", {})
     report["validation"] = {k: metrics.get(k) for k in ("mask_AP", "mask_AP50", "bbox_AP50", "f1")}
-    seconds, out = run(["evaluate", str(bundle), str(heldout / "annotations.json")])
+    seconds, out = run(["evaluate", str(bundle), str(heldout / "annotations.json"), "--json"])
     report["evaluate_s"] = round(seconds, 1)
     report["heldout"] = json.loads(out.strip().splitlines()[-1])
     report["min_ap50"] = args.min_ap50

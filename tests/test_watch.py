@@ -336,8 +336,8 @@ def test_bad_input_is_one_line(zones, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error")]
-    assert [line.split(":")[0] for line in lines] == ["error [INVALID_ARGUMENT]"] * 2
-    assert "x: STAC search at http://127.0.0.1:1/ failed" in lines[0] and "Traceback" not in err
+    assert [line.split(":")[0] for line in lines] == ["error [UNREACHABLE]"] * 2
+    assert "x: cannot reach http://127.0.0.1:1/" in lines[0] and "Traceback" not in err
     assert main(["watch", "list", "--store", store]) == 0
     out = capsys.readouterr().out
     assert out.count("0 acquisitions") == 2 and "last seen -" in out

@@ -146,7 +146,10 @@ def _client_error(exc: BaseException) -> tuple[str, str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return int(exc.code or 0)
     feedback.configure(quiet=args.quiet, verbose=args.verbose)
     warnings.showwarning = _one_line_warning
     try:

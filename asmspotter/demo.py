@@ -49,7 +49,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"[2/4] demo tile (seed {args.seed}): {scene.tile} with {scene.instances} true sites")
 
     result = _detect_through_server(scene.tile, args.bundle)
-    features = [site.feature(source=str(scene.tile)) for site in result.sites]
+    m = result.model  # every feature says which model found it (monitor run reads it)
+    features = [
+        site.feature(
+            source=str(scene.tile),
+            model_name=m.name,
+            model_version=m.version,
+            weights_sha256=m.weights_sha256,
+        )
+        for site in result.sites
+    ]
     from imagery.geometry import feature_collection
 
     sites_path = out / "sites.geojson"

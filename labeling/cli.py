@@ -193,9 +193,9 @@ def _predict(args: argparse.Namespace) -> int:
     from labeling.predict import push_predictions
     from labeling.project import document_root, require_project
 
+    predictor = _predictor(args)  # a wrong bundle or polygon file fails before the server
     ls = _client(args)
     project_id = require_project(ls, args.title)
-    predictor = _predictor(args)
     done, regions = push_predictions(ls, project_id, predictor, document_root(args.files_root))
     print(f"{done} tasks given predictions ({regions} regions) from {predictor.model_version}")
     return 0
@@ -207,8 +207,8 @@ def _backend(args: argparse.Namespace) -> int:
     from labeling.project import call, document_root, require_project
 
     feedback.configure_server()
-    root = document_root(args.files_root)
     predictor = _predictor(args)
+    root = document_root(args.files_root)
     backend = MLBackend(predictor, root, args.host, args.port)
     if args.connect:
         ls = _client(args)

@@ -95,10 +95,12 @@ class ServicePredictor:
 
     def __init__(self, target: str, min_score: float = 0.5, **config: Any) -> None:
         from service.client import DetectionClient, DetectionError
+        from service.client.common import wait_until_serving
 
         self.client = DetectionClient(target, **config)
         self.min_score = min_score
         try:
+            wait_until_serving(self.client, 600.0, f"the detection service at {target}")
             info = self.client.get_model()
         except DetectionError as exc:
             self.client.close()

@@ -35,7 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store(p)
     p.add_argument("name", help="the area's name (its identity)")
     p.add_argument("--area", required=True, help="area polygon(s): GeoJSON, GeoPackage, SHP")
-    p.add_argument("--stac-url", required=True, help="STAC API searched for acquisitions")
+    p.add_argument(
+        "--stac-url",
+        required=True,
+        help="STAC API (or static STAC, as `fetch --stac`) searched for acquisitions",
+    )
     p.add_argument("--collection", default="sentinel-2-l2a")
     p.add_argument("--since", help="ignore acquisitions before this date (default: today)")
     p.add_argument("--concessions", help="concession polygons (any vector format and CRS)")

@@ -19,6 +19,7 @@ from imagery import feedback
 from imagery.cli import band_order_arg
 from imagery.errors import AsmSpotterError, Reason
 from imagery.geometry import feature_collection
+from service.client.common import wait_until_serving
 from service.client.outputs import write_json_atomic
 from service.client.types import DetectionError, Site
 
@@ -136,6 +137,10 @@ def _fail(err: DetectionError) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from service.server import ServerConfig, serve
 
+    for flag, path in (("--allowed-root", args.allowed_root), ("--bundle", args.bundle)):
+        if path and not Path(path).is_dir():  # before binding the port
+            raise AsmSpotterError(Reason.FILE_NOT_FOUND, f"{flag}: no such folder", path)
+
     feedback.configure_server()
     config = ServerConfig(
         address=args.address,
@@ -239,6 +244,10 @@ def _detect(args: argparse.Namespace) -> int:
             predictor.close()
     else:
         with _client(args) as client:
+            try:
+                wait_until_serving(client, args.timeout, f"the server at {args.server}")
+            except DetectionError as err:
+                return _fail(err)
             for tile in args.tiles:
                 try:
                     with window_bar(tile) as on_progress:
@@ -266,11 +275,16 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from service.client.batch import submit_batch, summary_line
+    from service.client.batch import expand_inputs, submit_batch, summary_line
 
+    if not any(p.exists() for p in expand_inputs(args.inputs)):  # before connecting
+        raise AsmSpotterError(
+            Reason.FILE_NOT_FOUND,
+            f"no tile matches {' '.join(args.inputs)} (folders are searched for .tif/.tiff)",
+        )
     with _client(args) as client:
         try:
-            client.wait_ready(timeout=min(30.0, args.timeout))
+            wait_until_serving(client, args.timeout, f"the server at {args.server}")
         except DetectionError as err:
             return _fail(err)
         report = submit_batch(

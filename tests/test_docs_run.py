@@ -171,6 +171,7 @@ def _read_times(records: list[dict], logs: Path) -> None:
         r["seconds"] = round(float(rest[1]) - float(rest[0]), 1)
 
 
+@pytest.mark.timeout(2400)
 def test_documented_commands_run_as_written(tmp_path_factory):
     if not (REPO / ".venv" / "bin" / "asmspotter").exists():
         pytest.skip("the project's .venv is not built (make install)")

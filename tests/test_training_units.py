@@ -240,10 +240,11 @@ def test_schedule_warmup_then_steps():
 @pytest.mark.parametrize(
     ("argv", "reason"),
     [
-        (["train", "--config", "/nonexistent/c.yaml"], "FILE_NOT_FOUND"),
-        (["train", "lr=-1"], "INVALID_ARGUMENT"),
-        (["train", "max_iter=2"], "INVALID_ARGUMENT"),  # no --data
-        (["train", "--data", "/nonexistent", "engine=yolo"], "INVALID_ARGUMENT"),
+        (["train", "--config", "/nonexistent/c.yaml", "-o", "/nonexistent/run"], "FILE_NOT_FOUND"),
+        (["train", "lr=-1", "-o", "/nonexistent/run"], "INVALID_ARGUMENT"),
+        (["train", "max_iter=2", "-o", "/nonexistent/run"], "INVALID_ARGUMENT"),  # no --data
+        (["train", "--data", "/nonexistent", "engine=yolo", "-o", "/x"], "INVALID_ARGUMENT"),
+        (["train", "--data", "/nonexistent"], "INVALID_ARGUMENT"),  # no -o: nothing in the cwd
         (["export", "/nonexistent/best.pt", "--out", "/tmp/x"], "FILE_NOT_FOUND"),
         (["evaluate", "/nonexistent", "/nonexistent.json"], "BUNDLE_INVALID"),
     ],

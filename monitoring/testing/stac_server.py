@@ -231,14 +231,27 @@ class StacServer:
         self._log.close()
 
 
+def write_demo_items(folder: Path) -> int:
+    """The two test items of the real L2A tile as item files with local asset paths."""
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    items = build_items(data / "sentinel-l2a-grd-riotilerpds" / L2A_NAME, folder / "assets")
+    for item in items:
+        for asset in item["assets"].values():
+            asset["href"] = asset["href"].removeprefix("file://")
+        (folder / f"{item['id']}.json").write_text(json.dumps(item, indent=1))
+    print(f"wrote {len(items)} STAC items with local assets: {folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m monitoring.testing.stac_server SOURCE``: serve STAC items as a local STAC API.
 
     SOURCE is anything ``asmspotter fetch --stac`` reads as static STAC (item files, a folder or
     glob of them, an item collection, a catalog); ``--demo`` serves the two test items built from
-    the real L2A tile in ../shared/data. Needs PostgreSQL + PostGIS (tests/setup/
+    the real L2A tile in ../shared/data (``--demo --write-items DIR`` writes them as static
+    item files instead and exits). Serving needs PostgreSQL + PostGIS (tests/setup/
     system_packages.sh) and the dev extra (stac-fastapi-pgstac, pypgstac, uvicorn). Prints the
-    URL, serves until Ctrl-C, then removes its database.
+    URL, serves until Ctrl-C or SIGTERM, then removes its database.
     """
     import argparse
     import signal
@@ -250,7 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monitoring.testing.stac_server")
     parser.add_argument("source", nargs="?", help="static STAC items to serve")
     parser.add_argument("--demo", action="store_true", help="serve the real-tile test items")
+    parser.add_argument(
+        "--write-items",
+        type=Path,
+        metavar="DIR",
+        help="with --demo: write the items as static STAC files in DIR (local asset paths) and "
+        "exit: no database, no server",
+    )
     args = parser.parse_args(argv)
+    if args.write_items:
+        if not args.demo:
+            parser.error("--write-items writes the --demo items")
+        return write_demo_items(args.write_items)
     if pg_bindir() is None:
         print("error: PostgreSQL + PostGIS not installed (tests/setup/system_packages.sh)")
         return 2

@@ -200,3 +200,28 @@ class SceneGatherer:
         )
         result.sites, result.crs, result.window_count = sites, self.crs, self.windows_total
         return result
+
+
+def wait_until_serving(client: Any, timeout: float, target: str = "the server") -> None:
+    """Block until ``client``'s server (a ``DetectionClient`` or ``ServerPool``) answers SERVING:
+    it listens within ``min(30 s, timeout)`` and loads its model within ``timeout`` (a server
+    that was just started), saying once that it waits; UNAVAILABLE/NOT_READY otherwise."""
+    from imagery import feedback
+
+    client.wait_ready(timeout=min(30.0, timeout))
+    end = time.monotonic() + timeout
+    said = False
+    while True:
+        try:
+            if client.health(timeout=max(0.1, min(5.0, end - time.monotonic()))) == "SERVING":
+                return
+        except DetectionError:
+            pass
+        if time.monotonic() >= end:
+            raise DetectionError(
+                "UNAVAILABLE", "NOT_READY", f"{target} did not load its model within {timeout:g} s"
+            )
+        if not said:
+            feedback.step(f"waiting for {target} to load its model ...")
+            said = True
+        time.sleep(0.5)

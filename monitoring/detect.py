@@ -122,19 +122,19 @@ class ServerDetector:
 
     def __init__(self, target: str, band_order: list[str] | None = None) -> None:
         from service.client import DetectionClient
-        from service.client.common import wait_until_serving
 
         self.target, self.band_order = target, band_order
         self.client = DetectionClient(target)
-        try:
-            wait_until_serving(self.client, 600.0, f"the detection service at {target}")
-        except BaseException:
-            self.client.close()
-            raise
+        self._serving = False
 
     def __call__(self, tile: str | Path, min_score: float | None = None) -> Detection:
         from shapely.geometry import shape
 
+        from service.client.common import wait_until_serving
+
+        if not self._serving:  # a service started a moment ago may still load its model
+            wait_until_serving(self.client, 600.0, f"the detection service at {self.target}")
+            self._serving = True
         result = self.client.detect_tile(
             str(tile),
             output_crs="EPSG:4326",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -202,15 +202,12 @@ class SceneGatherer:
         return result
 
 
-def wait_until_serving(client: Any, timeout: float, target: str = "the server") -> None:
-    """Block until ``client``'s server (a ``DetectionClient`` or ``ServerPool``) answers SERVING:
-    it listens within ``min(30 s, timeout)`` and loads its model within ``timeout`` (a server
-    that was just started), saying once that it waits; UNAVAILABLE/NOT_READY otherwise."""
-    from imagery import feedback
-
-    client.wait_ready(timeout=min(30.0, timeout))
+def poll_serving(
+    client: Any, timeout: float, on_wait: Callable[[], None] | None = None, target: str = ""
+) -> None:
+    """Poll ``client.health()`` until SERVING (the model is loaded and warm); ``on_wait`` is
+    called once if it is not at once. UNAVAILABLE/NOT_READY after ``timeout`` seconds."""
     end = time.monotonic() + timeout
-    said = False
     while True:
         try:
             if client.health(timeout=max(0.1, min(5.0, end - time.monotonic()))) == "SERVING":
@@ -219,9 +216,24 @@ def wait_until_serving(client: Any, timeout: float, target: str = "the server") 
             pass
         if time.monotonic() >= end:
             raise DetectionError(
-                "UNAVAILABLE", "NOT_READY", f"{target} did not load its model within {timeout:g} s"
+                "UNAVAILABLE", "NOT_READY", f"{target or 'the server'} is not SERVING"
             )
-        if not said:
-            feedback.step(f"waiting for {target} to load its model ...")
-            said = True
-        time.sleep(0.5)
+        if on_wait is not None:
+            on_wait()
+            on_wait = None
+        time.sleep(0.2)
+
+
+def wait_until_serving(client: Any, timeout: float, target: str = "the server") -> None:
+    """Block until ``client``'s server (a ``DetectionClient`` or ``ServerPool``) answers SERVING:
+    it listens within ``min(30 s, timeout)`` and loads its model within ``timeout`` (a server
+    that was just started), saying once that it waits."""
+    from imagery import feedback
+
+    client.wait_ready(timeout=min(30.0, timeout))
+    poll_serving(
+        client,
+        timeout,
+        lambda: feedback.step(f"waiting for {target} to load its model ..."),
+        f"{target} (after {timeout:g} s)",
+    )

@@ -17,6 +17,7 @@ from service.client.common import (
     batch_request,
     batch_results,
     options_proto,
+    poll_serving,
     scene_requests,
     tile_proto,
     too_big_for_one_message,
@@ -196,13 +197,4 @@ class DetectionClient:
 
     def wait_serving(self, timeout: float = 60.0) -> None:
         """Poll health until SERVING (the model is loaded and warm)."""
-        end = time.monotonic() + timeout
-        while True:
-            try:
-                if self.health(timeout=max(0.1, min(5.0, end - time.monotonic()))) == "SERVING":
-                    return
-            except DetectionError:
-                pass
-            if time.monotonic() >= end:
-                raise DetectionError("UNAVAILABLE", "NOT_READY", "the server is not SERVING")
-            time.sleep(0.2)
+        poll_serving(self, timeout)

@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where acquisition tiles and evidence packets are kept (default: "
         "$XDG_DATA_HOME/asmspotter/watch, i.e. ~/.local/share/asmspotter/watch)",
     )
-    p.add_argument("--out", type=Path, help="write alerts.geojson/.csv and map.html per area")
+    p.add_argument("-o", "--out", type=Path, help="write alerts.geojson/.csv and map.html per area")
     p.add_argument("--force", action="store_true", help="search areas that are not due yet")
     p.add_argument("--no-deliver", action="store_true", help="queue messages, send nothing")
     p.add_argument("--loop", action="store_true", help="run passes until stopped (SIGTERM)")

@@ -115,3 +115,10 @@ def test_the_same_png_gets_the_same_reason_everywhere(tmp_path, capsys, monkeypa
                         "the output of `asmspotter stack`\n"}  # fmt: skip
     documented = {argv[0] for _, argv in COMMANDS}
     assert set(TILE_READERS) <= documented  # the commands above are the documented ones
+
+
+def test_a_folder_where_a_tile_goes(tmp_path, capsys):
+    # Before: IsADirectoryError traceback, locally and with --server.
+    for mode in (["--local"], ["--server", "127.0.0.1:9"]):
+        argv = ["detect", str(tmp_path), *mode, "-o", str(tmp_path / "s.geojson")]
+        assert _one_line(capsys, main(argv)) == "INVALID_ARGUMENT"

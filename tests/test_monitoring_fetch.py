@@ -224,3 +224,14 @@ def test_fetch_refuses_a_resolution_finer_than_the_imagery(static_stac, tmp_path
     line = _one_line(capsys)
     assert line.startswith("error [GSD_MISMATCH]: ") and "use --resolution 100" in line
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_fetch_from_one_item_file(static_stac, tmp_path, capsys):
+    # Before: `--stac-url ITEM.json` ended in pystac-client's ClientTypeError traceback.
+    root, items = static_stac
+    item = root / "items" / f"{items[0]['id']}.json"
+    out = tmp_path / "one.tif"
+    args = ["fetch", str(_area_file(tmp_path)), "--start", "2020-02-01", "--end", "2020-03-31",
+            "-o", str(out), "--stac-url", str(item), "--resolution", "100"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert "median of 1 scene(s) on 2020-02-19" in capsys.readouterr().out

@@ -5,6 +5,7 @@ bundle written by the training code starts and stops with `asmspotter serve`."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -104,3 +105,5 @@ def test_serve_command_starts_and_stops_gracefully(tiny_bundle, tmp_path):
     assert proc.returncode == 0, err
     assert f"serving on 127.0.0.1:{port}" in out
     assert time.monotonic() - started < 30
+    # one log line per request at INFO (the default for servers)
+    assert re.search(r"INFO service\.servicer: GetModel OK [0-9.]+s peer=ipv4:127\.0\.0\.1", err)

@@ -106,7 +106,7 @@ def run_document(doc: Path, clone: Path, logs: Path, ports: dict[int, int]) -> l
     home = logs / "home"
     home.mkdir(exist_ok=True)
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "CLONE": str(clone),

@@ -296,8 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)  # a plain `kill` cleans up too
-    cluster = start_cluster()
-    server = StacServer(cluster, items, work / "stac.log")
+    try:
+        cluster = start_cluster()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"error: cannot start PostgreSQL ({exc})", file=sys.stderr)
+        return 2
+    try:
+        server = StacServer(cluster, items, work / "stac.log")
+    except BaseException:
+        cluster.stop()
+        raise
     print(
         f"STAC API with {len(items)} item(s) in collection {COLLECTION}: {server.url}", flush=True
     )

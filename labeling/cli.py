@@ -124,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda (default: cuda when present)")
     p.add_argument("--budget", type=int, default=20, help="how many tasks to pick")
     p.add_argument("--threshold", type=float, default=0.5, help="the model's decision threshold")
-    p.add_argument("--out", type=Path, help="write the ranking as JSON")
+    p.add_argument("-o", "--out", type=Path, help="write the ranking as JSON")
     p.add_argument("--mark", action="store_true", help="store uncertainty and rank in the tasks")
     p.add_argument("--reviews", action="store_true", help="rank the alert review project")
     p.set_defaults(handler=_next, title=None)
@@ -308,11 +308,11 @@ def _next(args: argparse.Namespace) -> int:
     from labeling.predict import chip_file
     from labeling.project import call, document_root, require_project
 
+    score, bands, version = bundle_scorer(str(args.bundle), args.device)  # before the server
     ls = _client(args)
     title = args.title or (REVIEW_TITLE if args.reviews else "ASM pits and ponds")
     project_id = require_project(ls, title)
     root = document_root(args.files_root)
-    score, bands, version = bundle_scorer(str(args.bundle), args.device)
 
     def read_chip(data: dict) -> np.ndarray:
         with open_scene(chip_file(data, root), bands=bands) as scene:

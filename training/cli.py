@@ -245,6 +245,10 @@ def _promote(args: argparse.Namespace) -> int:
     import numpy as np
 
     from imagery.gallery import load_gallery
+    from training.bundle import read_info
+
+    for bundle in (args.candidate, args.target):  # both bundles exist before any work
+        read_info(bundle)
     from training.promote import promote
 
     chips = load_gallery(args.gallery).split(args.split)

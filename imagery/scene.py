@@ -616,6 +616,38 @@ def on_model_grid(scene: StackedScene, model_gsd_m: float) -> Scene:
     return WarpedScene(scene, grid, plan.resampling, plan.check)
 
 
+class ArrayScene(Scene):
+    """An in-memory stack [C,H,W] in physical units (NaN = nodata) on a grid: chips, tests."""
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        bands: Sequence[str],
+        grid: Grid,
+        sensor: str = SENTINEL2_L2A.name,
+        scene_id: str = "array",
+        datetime: str | None = None,
+    ) -> None:
+        data = np.asarray(data, np.float32)
+        if data.ndim != 3 or data.shape[0] != len(bands):
+            raise ImageryError(
+                Reason.BAND_MISMATCH, f"array of shape {data.shape} for bands {list(bands)}"
+            )
+        if data.shape[1:] != (grid.height, grid.width):
+            raise ImageryError(
+                Reason.INVALID_ARGUMENT,
+                f"array is {data.shape[2]} x {data.shape[1]} px, the grid {grid.width} x "
+                f"{grid.height}",
+            )
+        self.sensor = get_sensor(sensor)
+        self.bands, self.grid, self._data = tuple(bands), grid, data
+        self.scene_id, self.datetime, self.path = scene_id, datetime, scene_id
+
+    def _read(self, window: Window) -> np.ndarray:
+        (r0, r1), (c0, c1) = window.toranges()
+        return self._data[:, r0:r1, c0:c1].copy()
+
+
 def iter_blocks(scene: Scene, block: int = 1024) -> Iterator[tuple[Window, np.ndarray]]:
     """Non-overlapping blocks covering the scene (for statistics and copies)."""
     g = scene.grid

@@ -126,13 +126,13 @@ class Predictor:
         self.max_batch = max_batch
         self.limits = limits or LOCAL_FILE_LIMITS
         self.merge_iou = merge_iou
-        # The water/bare-soil test (service/prefilter.py); None for a model without the optical
-        # bands it needs (e.g. Sentinel-1). ``prefilter``: skip windows that fail it (the model
-        # runs on fewer windows); ``site_test``: drop detections with too few candidate pixels
-        # under their mask (false alarms on cloud and forest). With both on, skipping changes
-        # nothing: a skipped window could only have yielded detections the site test drops.
-        spectral = WindowPrefilter.for_bands(self.model_input.bands)
-        self.spectral = spectral if prefilter or site_test else None
+        # The water/bare-soil test (service/prefilter.py), per scene: it runs when the tile has
+        # the optical bands it needs (read besides the model's, ``ModelInput.extra_bands``), and
+        # not on tiles without them (RGB-only, Sentinel-1): then every valid window runs and no
+        # site is tested. ``prefilter``: skip windows that fail it (the model runs on fewer
+        # windows); ``site_test``: drop detections with too few candidate pixels under their
+        # mask (false alarms on cloud and forest). With both on, skipping changes nothing: a
+        # skipped window could only have yielded detections the site test drops.
         self.skip_windows, self.site_test = prefilter, site_test
         self.runner = BatchRunner(
             model,
@@ -143,9 +143,10 @@ class Predictor:
             workers=model_workers,
         )
         self.batches = WindowBatches(self.runner, chip, max_batch)
-        # Rescores each merged site before the min_score filter (service.sites); None: the
-        # model's score stands.
-        self.scorer = scorer
+        # Rescores each merged site before the min_score filter (service.sites): the one given,
+        # else the bundle's own (a context verifier, ``training.verifier``); None: the model's
+        # score stands.
+        self.scorer = scorer if scorer is not None else getattr(model, "site_scorer", None)
 
     # -- model identity -------------------------------------------------------------------------
     @property
@@ -222,9 +223,17 @@ class Predictor:
         """Sites as they become final, window row by window row (for streaming). With
         ``max_detections`` the best sites are known only at the end: they come in the last
         message."""
-        source = WindowSource(scene, self.windows, self.spectral, self.skip_windows, self.site_test)
+        spectral = self.spectral_test(scene)
+        source = WindowSource(
+            scene,
+            self.windows,
+            spectral,
+            self.skip_windows,
+            self.site_test,
+            model_bands=self.model_input.bands,
+        )
         floor = options.min_score * 0.5  # keep weaker parts: the merged score decides
-        merger = SiteMerger(self.merge_iou, floor, self.spectral if self.site_test else None)
+        merger = SiteMerger(self.merge_iou, floor, spectral if self.site_test else None)
         numbers = itertools.count() if number and not options.max_detections else None
         held: list[Site] = []  # with max_detections: every site until the end
         total = len(source)
@@ -242,6 +251,13 @@ class Predictor:
             sites = best_first(sites, options.max_detections, tile_id if number else None)
         if sites:
             yield Progress(sites, total, total, source.skipped, source.valid - source.skipped)
+
+    def spectral_test(self, scene: Scene) -> WindowPrefilter | None:
+        """The water/bare-soil test for this scene's bands; None when it is off or the scene
+        lacks the bands it needs."""
+        if not (self.skip_windows or self.site_test):
+            return None
+        return WindowPrefilter.for_bands(scene.bands)
 
     def _sites(
         self,

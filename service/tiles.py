@@ -45,17 +45,36 @@ LOCAL_FILE_LIMITS = TileLimits(max_bytes=2**62)
 
 @dataclass(frozen=True)
 class ModelInput:
-    """What the model reads: its sensor, band stack and ground sampling distance (bundle.json)."""
+    """What the model reads: its sensor(s), band stack and ground sampling distance
+    (bundle.json), and the bands read besides when a tile has them (``extra_bands``: the water /
+    bare-soil test's, so an RGB model still gets the prefilter and site test on 6-band tiles)."""
 
     sensor: str
     bands: tuple[str, ...]
     gsd_m: float = 10.0
+    sensors: tuple[str, ...] = ()  # every sensor the model accepts; () = (sensor,)
+    extra_bands: tuple[str, ...] = ()
 
     @classmethod
     def from_info(cls, info: dict) -> ModelInput:
         """``gsd_m`` from the bundle, else the sensor's model grid (10 m for Sentinel-2)."""
+        from service.prefilter import REQUIRED_BANDS
+
         gsd = info.get("gsd_m") or get_sensor(info["sensor"]).grid_m
-        return cls(info["sensor"], tuple(info["bands"]), float(gsd))
+        bands = tuple(info["bands"])
+        extra = tuple(b for b in REQUIRED_BANDS if b not in bands)
+        sensors = tuple(info.get("sensors") or (info["sensor"],))
+        return cls(info["sensor"], bands, float(gsd), sensors, extra)
+
+    @property
+    def accepted_sensors(self) -> tuple[str, ...]:
+        return self.sensors or (self.sensor,)
+
+    def reads(self, available: Sequence[str]) -> tuple[str, ...]:
+        """The bands read from a tile with ``available`` bands: the model's, then the extras
+        the tile has."""
+        extra = [b for b in self.extra_bands if b in available and b not in self.bands]
+        return (*self.bands, *extra)
 
 
 def check_size(n_bytes: int, limits: TileLimits, name: str) -> None:
@@ -175,8 +194,9 @@ def open_tile(
     band_names: Sequence[str] | None = None,
     name: str | None = None,
 ) -> Scene:
-    """Open a stacked GeoTIFF, check it against the model; returns a scene of the model bands on
-    the model's grid (its ``grid_check`` says whether it was resampled)."""
+    """Open a stacked GeoTIFF, check it against the model; returns a scene of the bands the model
+    reads (``ModelInput.reads``: its own first) on the model's grid (its ``grid_check`` says
+    whether it was resampled)."""
     name = name or str(path)
     check_geotiff(path, name)
     check_size(Path(path).stat().st_size, limits, name)
@@ -193,17 +213,18 @@ def open_tile(
     except BaseException:
         scene.close()
         raise
-    return matched if matched.bands == model.bands else SubsetScene(matched, model.bands)
+    wanted = model.reads(matched.bands)
+    return matched if matched.bands == wanted else SubsetScene(matched, wanted)
 
 
 def _check_against_model(
     scene: StackedScene, model: ModelInput, limits: TileLimits, name: str
 ) -> None:
-    if scene.sensor.name != model.sensor:
+    if scene.sensor.name not in model.accepted_sensors:
         raise ImageryError(
             Reason.BAND_MISMATCH,
-            f"the tile is {scene.sensor.name} but the model reads {model.sensor} "
-            f"bands {list(model.bands)}",
+            f"the tile is {scene.sensor.name} but the model reads "
+            f"{' or '.join(model.accepted_sensors)} bands {list(model.bands)}",
             name,
         )
     missing = [b for b in model.bands if b not in scene.bands]

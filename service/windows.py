@@ -5,7 +5,7 @@ bare soil carry no pixels, so the model skips them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -41,8 +41,14 @@ class WindowSource:
         spectral: WindowPrefilter | None = None,
         skip_windows: bool = True,
         site_test: bool = True,
+        model_bands: Sequence[str] | None = None,
     ) -> None:
         self.scene, self.spec = scene, spec
+        # The model's bands among the scene's (which may hold the prefilter's besides).
+        bands = list(model_bands or scene.bands)
+        self.model_index = (
+            None if bands == list(scene.bands) else [scene.bands.index(b) for b in bands]
+        )
         self.spectral, self.skip_windows, self.site_test = spectral, skip_windows, site_test
         g = scene.grid
         self.windows = list(iter_windows(g.height, g.width, spec))
@@ -80,12 +86,12 @@ class WindowSource:
         if np.isnan(pixels).all():
             return None, None  # nodata window: nothing to find
         self.valid += 1
-        if self.spectral is None:
-            return pixels, None
-        grouped = self.spectral.grouped(pixels)
-        if self.skip_windows and not self.spectral.enough(grouped):
+        grouped = None if self.spectral is None else self.spectral.grouped(pixels)
+        if grouped is not None and self.skip_windows and not self.spectral.enough(grouped):
             self.skipped += 1
             return None, None  # no water, no bare soil: no site
+        if self.model_index is not None:
+            pixels = pixels[self.model_index]
         return pixels, grouped if self.site_test else None
 
 

@@ -260,7 +260,12 @@ def load_bundle(path: str | Path, device: str | None = None) -> DetectionModel:
     from training.devices import resolve_device
 
     device = resolve_device(device)
-    return get_engine(info["engine"]).load(bundle_dir, info, device)
+    model = get_engine(info["engine"]).load(bundle_dir, info, device)
+    if info.get("verifier"):  # the Predictor rescores sites with it (training/verifier.py)
+        from training.verifier import SiteVerifier
+
+        model.site_scorer = SiteVerifier.from_bundle(bundle_dir, info, device)
+    return model
 
 
 def carry_extras(source_dir: str | Path, bundle_dir: str | Path) -> list[str]:

@@ -19,10 +19,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rasterio.windows import Window
 from torch import nn
 
 CONTEXT_PX = 48
@@ -204,7 +207,9 @@ def chip_logits(
         views = [x]
         if tta:
             views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
-        logits = torch.stack([model(v.contiguous(memory_format=torch.channels_last)) for v in views])
+        logits = torch.stack(
+            [model(v.contiguous(memory_format=torch.channels_last)) for v in views]
+        )
         out.append(logits.mean(0).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
@@ -283,5 +288,167 @@ def train_verifier(
             row["val_sens_at_spec98"] = sensitivity_at_specificity(s, val[1], 0.98)
         history.append(row)
         if log:
-            log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            log(
+                "  ".join(
+                    f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                )
+            )
     return (ema.module if ema is not None else model), history
+
+
+# -- the verifier inside a bundle: rescoring the detector's sites --------------------------------
+VERIFIER_WEIGHTS = "verifier.pt"
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A site's score from the detector's score and the verifier's probability:
+    ``sigmoid(detector * logit(p_detector) + verifier * logit(p_verifier) + bias)``, fitted as a
+    logistic regression on labelled chips, so the result reads as P(mine)."""
+
+    detector: float = 0.0
+    verifier: float = 1.0
+    bias: float = 0.0
+
+    def __call__(self, p_detector: np.ndarray, p_verifier: np.ndarray) -> np.ndarray:
+        z = self.detector * _logit(p_detector) + self.verifier * _logit(p_verifier) + self.bias
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def fit_fusion(
+    p_detector: np.ndarray, p_verifier: np.ndarray, labels: np.ndarray, l2: float = 1e-3
+) -> Fusion:
+    """Logistic regression of the label on (logit detector, logit verifier), by Newton steps."""
+    x = np.column_stack([_logit(p_detector), _logit(p_verifier), np.ones(len(labels))])
+    y = np.asarray(labels, np.float64)
+    w = np.zeros(3)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        grad = x.T @ (p - y) + l2 * np.r_[w[:2], 0.0]
+        hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.diag([1.0, 1.0, 0.0])
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return Fusion(float(w[0]), float(w[1]), float(w[2]))
+
+
+class SiteVerifier:
+    """A bundle's verifier, ready to rescore sites: the Predictor's ``SiteScorer``.
+
+    For each site a ``context_px`` chip centred on it (shifted inside the scene when the scene
+    is large enough, padded with nodata otherwise) is scored, and the site's score becomes the
+    fused probability. Stateless per call: the network is only read.
+    """
+
+    def __init__(
+        self,
+        model: ContextVerifier,
+        cfg: VerifierConfig,
+        fusion: Fusion,
+        device: str = "cpu",
+        context_px: int = CONTEXT_PX,
+    ) -> None:
+        self.model, self.cfg, self.fusion = model.eval(), cfg, fusion
+        self.device, self.context_px = device, context_px
+
+    @classmethod
+    def from_bundle(cls, bundle_dir: Path, info: dict, device: str) -> SiteVerifier | None:
+        """The verifier a bundle declares (``info["verifier"]``), or None."""
+        from imagery.errors import AsmSpotterError, Reason
+        from training.bundle import sha256_of
+
+        spec = info.get("verifier")
+        if not spec:
+            return None
+        path = Path(bundle_dir) / spec["weights"]
+        if not path.is_file():
+            raise AsmSpotterError(Reason.BUNDLE_INVALID, "verifier weights are missing", str(path))
+        if spec.get("weights_sha256") and sha256_of(path) != spec["weights_sha256"]:
+            raise AsmSpotterError(
+                Reason.BUNDLE_INVALID, "verifier weights do not match their sha256", str(path)
+            )
+        cfg = VerifierConfig.from_dict(spec["config"])
+        model = build(cfg)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        fusion = Fusion(**spec.get("fusion", {}))
+        return cls(model.to(device), cfg, fusion, device, int(spec.get("context_px", CONTEXT_PX)))
+
+    def context(self, scene: Any, centres: list[tuple[float, float]]) -> np.ndarray:
+        """float32 [N,3,px,px] reflectance (B02,B03,B04) around (col, row) centres."""
+        idx = [scene.bands.index(b) for b in BANDS]
+        px, g = self.context_px, scene.grid
+        out = np.full((len(centres), len(BANDS), px, px), np.nan, np.float32)
+        for k, (col, row) in enumerate(centres):
+            c0 = _start(col, px, g.width)
+            r0 = _start(row, px, g.height)
+            c1, r1 = min(g.width, c0 + px), min(g.height, r0 + px)
+            data = scene.read(Window(max(c0, 0), max(r0, 0), c1 - max(c0, 0), r1 - max(r0, 0)))
+            oc, orow = max(0, -c0), max(0, -r0)
+            out[k, :, orow : orow + data.shape[1], oc : oc + data.shape[2]] = data[idx]
+        return out
+
+    def probabilities(self, chips: np.ndarray) -> np.ndarray:
+        x = prepare_chips(chips, self.cfg.mean, self.cfg.std).to(self.device)
+        with torch.no_grad():
+            views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
+            logits = torch.stack([self.model(v) for v in views]).mean(0)
+        return torch.sigmoid(logits).float().cpu().numpy()
+
+    def __call__(self, scene: Any, found: list[Any]) -> list[Any]:
+        """Rescore ``service.sites.Candidate``s of an open scene."""
+        if not found:
+            return found
+        centres = [(c.pixels.centroid.x, c.pixels.centroid.y) for c in found]
+        p_verifier = self.probabilities(self.context(scene, centres))
+        scores = self.fusion(np.array([c.score for c in found]), p_verifier)
+        return [c.rescored(float(s)) for c, s in zip(found, scores, strict=True)]
+
+
+def _start(centre: float, px: int, size: int) -> int:
+    """First pixel of a ``px`` window centred on ``centre``, kept inside ``size`` if it fits;
+    for a scene smaller than ``px`` the window is centred on the scene (negative start)."""
+    if size <= px:
+        return -((px - size) // 2)
+    return int(min(max(round(centre - px / 2), 0), size - px))
+
+
+def export_verifier(
+    bundle_dir: str | Path,
+    model: ContextVerifier,
+    cfg: VerifierConfig,
+    fusion: Fusion,
+    default_threshold: float,
+    metrics: dict | None = None,
+    trained_with: str = "",
+) -> None:
+    """Add a verifier to an exported bundle: ``verifier.pt`` (fp16) and bundle.json's
+    ``verifier`` entry and ``default_threshold``."""
+    import json
+
+    from training.bundle import read_info, sha256_of
+
+    bundle_dir = Path(bundle_dir)
+    info = read_info(bundle_dir)
+    path = bundle_dir / VERIFIER_WEIGHTS
+    torch.save(
+        {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, path
+    )
+    info["verifier"] = {
+        "weights": VERIFIER_WEIGHTS,
+        "weights_sha256": sha256_of(path),
+        "bands": list(BANDS),
+        "context_px": CONTEXT_PX,
+        "config": cfg.to_dict(),
+        "fusion": dataclasses.asdict(fusion),
+        "metrics": metrics or {},
+        "trained_with": trained_with,
+    }
+    info["default_threshold"] = float(default_threshold)
+    (bundle_dir / "bundle.json").write_text(json.dumps(info, indent=2))

@@ -1,0 +1,109 @@
+"""The context verifier: training on chip labels, its metrics, fusion, and rescoring in a bundle."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+
+from imagery.scene import ArrayScene, Grid
+from tests.real_parts import require_module
+
+require_module("torch")
+
+from training import verifier as v  # noqa: E402
+
+
+def _blob_chips(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hazy forest chips; half carry a bright tan scar (a 'mine')."""
+    rng = np.random.default_rng(seed)
+    forest = np.array([0.09, 0.085, 0.065], np.float32)[:, None, None]
+    images = forest + rng.normal(0, 0.004, (n, 3, 48, 48)).astype(np.float32)
+    labels = (np.arange(n) % 2).astype(np.float32)
+    yy, xx = np.mgrid[:48, :48]
+    for i in np.flatnonzero(labels):
+        cy, cx = rng.uniform(12, 36, 2)
+        m = (yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(9, 36)
+        images[i][:, m] = np.array([0.14, 0.16, 0.19], np.float32)[:, None]
+    return images, labels
+
+
+def test_roc_auc_and_sensitivity_match_their_definitions():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 20, 300).astype(float)  # many ties
+    labels = rng.random(300) < 0.3
+    pos, neg = scores[labels], scores[~labels]
+    pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+    assert v.roc_auc(scores, labels) == pytest.approx(pairs)
+    s = np.r_[np.linspace(0, 1, 100), [0.5, 0.99, 2.0]]
+    y = np.r_[np.zeros(100, bool), [True, True, True]]
+    # at specificity 0.98 the threshold is the 98th negative (0.9798): 0.99 and 2.0 pass
+    assert v.sensitivity_at_specificity(s, y, 0.98) == pytest.approx(2 / 3)
+
+
+def test_training_learns_chip_labels_and_export_loads_into_a_bundle(tiny_bundle, tmp_path):
+    images, labels = _blob_chips(256, seed=1)
+    val = _blob_chips(64, seed=2)
+    cfg = v.VerifierConfig(widths=[8, 16, 16, 32], epochs=4, batch_size=32, seed=0, lr=5e-3)
+    model, history = v.train_verifier(images, labels, cfg, val=val, log=None)
+    assert len(history) == 4 and history[-1]["val_auroc"] > 0.95
+    p = v.score_chips(model, val[0], cfg)
+    assert p[val[1] == 1].mean() > p[val[1] == 0].mean() + 0.3
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    fusion = v.Fusion(detector=0.5, verifier=2.0, bias=-0.25)
+    v.export_verifier(bundle, model, cfg, fusion, default_threshold=0.6)
+
+    from training.bundle import load_bundle, read_info
+
+    info = read_info(bundle)
+    assert info["default_threshold"] == 0.6 and info["verifier"]["bands"] == list(v.BANDS)
+    loaded = load_bundle(bundle, device="cpu")
+    scorer = loaded.site_scorer
+    assert isinstance(scorer, v.SiteVerifier)
+    # fp16 export: the same probabilities to 1e-2
+    np.testing.assert_allclose(scorer.probabilities(val[0][:8]), p[:8], atol=1e-2)
+    # a corrupted verifier file is refused by its sha256
+    (bundle / v.VERIFIER_WEIGHTS).write_bytes(b"0" * 64)
+    from imagery.errors import AsmSpotterError
+
+    with pytest.raises(AsmSpotterError, match="sha256"):
+        load_bundle(bundle, device="cpu")
+
+
+def test_fusion_fit_separates_and_calibrates():
+    rng = np.random.default_rng(3)
+    y = rng.random(2000) < 0.3
+    p_ver = np.clip(np.where(y, rng.beta(5, 2, y.size), rng.beta(2, 5, y.size)), 1e-3, 1 - 1e-3)
+    p_det = rng.uniform(0.05, 1, y.size)  # uninformative
+    fusion = v.fit_fusion(p_det, p_ver, y)
+    assert fusion.verifier > 0.5 and abs(fusion.detector) < 0.3
+    fused = fusion(p_det, p_ver)
+    assert abs(fused.mean() - y.mean()) < 0.01  # calibrated in the large
+
+
+class _Candidate:
+    def __init__(self, x: float, y: float) -> None:
+        from shapely.geometry import Point
+
+        self.pixels = Point(x, y).buffer(1.5)
+
+
+def test_context_chips_are_centred_and_kept_inside_the_scene():
+    data = np.arange(3 * 100 * 120, dtype=np.float32).reshape(3, 100, 120)
+    grid = Grid(CRS.from_epsg(32720), Affine(10, 0, 0, 0, -10, 0), 120, 100)
+    scene = ArrayScene(data, ("B02", "B03", "B04"), grid)
+    sv = v.SiteVerifier(v.build(v.VerifierConfig()), v.VerifierConfig(), v.Fusion())
+    chips = sv.context(scene, [(60.0, 50.0), (2.0, 3.0), (119.0, 99.0)])
+    assert chips.shape == (3, 3, 48, 48)
+    np.testing.assert_array_equal(chips[0], data[:, 26:74, 36:84])  # centred
+    np.testing.assert_array_equal(chips[1], data[:, :48, :48])  # shifted inside at the corner
+    np.testing.assert_array_equal(chips[2], data[:, 52:, 72:])
+    small = ArrayScene(data[:, :30, :40], ("B02", "B03", "B04"), Grid(grid.crs, grid.transform, 40, 30))
+    chip = sv.context(small, [(20.0, 15.0)])[0]
+    assert np.isnan(chip[:, :9]).all() and np.isnan(chip[:, :, :4]).all()  # centred, padded
+    np.testing.assert_array_equal(chip[:, 9:39, 4:44], data[:, :30, :40])

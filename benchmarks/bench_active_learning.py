@@ -49,6 +49,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+
+    from imagery.gallery import load_gallery
+    from labeling.active import pick, uncertainty, view_scores
     from training.verifier import (
         VerifierConfig,
         roc_auc,
@@ -56,9 +59,6 @@ def main() -> None:
         sensitivity_at_specificity,
         train_verifier,
     )
-
-    from imagery.gallery import load_gallery
-    from labeling.active import pick, uncertainty, view_scores
 
     torch.set_num_threads(args.threads)
     t0 = time.time()

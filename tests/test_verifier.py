@@ -103,7 +103,9 @@ def test_context_chips_are_centred_and_kept_inside_the_scene():
     np.testing.assert_array_equal(chips[0], data[:, 26:74, 36:84])  # centred
     np.testing.assert_array_equal(chips[1], data[:, :48, :48])  # shifted inside at the corner
     np.testing.assert_array_equal(chips[2], data[:, 52:, 72:])
-    small = ArrayScene(data[:, :30, :40], ("B02", "B03", "B04"), Grid(grid.crs, grid.transform, 40, 30))
+    small = ArrayScene(
+        data[:, :30, :40], ("B02", "B03", "B04"), Grid(grid.crs, grid.transform, 40, 30)
+    )
     chip = sv.context(small, [(20.0, 15.0)])[0]
     assert np.isnan(chip[:, :9]).all() and np.isnan(chip[:, :, :4]).all()  # centred, padded
     np.testing.assert_array_equal(chip[:, 9:39, 4:44], data[:, :30, :40])

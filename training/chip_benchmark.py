@@ -37,9 +37,7 @@ class ChipScores:
     notes: list[str]
 
 
-def predict_chips(
-    predictor: Any, chips: GalleryChips, progress: bool = False
-) -> ChipScores:
+def predict_chips(predictor: Any, chips: GalleryChips, progress: bool = False) -> ChipScores:
     """Every chip through ``predictor.detect`` (min_score 0: every site the model reports)."""
     from tqdm import tqdm
 
@@ -118,7 +116,9 @@ def chip_metrics(result: ChipScores, threshold: float) -> dict[str, Any]:
         "auroc": roc_auc(s, y),
         "flagged_mines_any_site": float((result.sites[labelled][y] > 0).mean()),
     }
-    thresholds = {f"spec{spec:.2f}": _threshold_at_specificity(s[~y], spec) for spec in SPECIFICITIES}
+    thresholds = {
+        f"spec{spec:.2f}": _threshold_at_specificity(s[~y], spec) for spec in SPECIFICITIES
+    }
     for spec in SPECIFICITIES:
         out[f"sensitivity_at_spec{spec:.2f}"] = sensitivity_at_specificity(s, y, spec)
     thresholds["default"] = threshold

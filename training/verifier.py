@@ -156,6 +156,13 @@ def _augment(x: np.ndarray, cfg: VerifierConfig, rng: np.random.Generator) -> np
     return x.astype(np.float32)
 
 
+def _ema_step(avg: torch.Tensor, new: torch.Tensor, n: int, decay: float) -> torch.Tensor:
+    """One exponential-moving-average step; the decay ramps up over the first steps so a short
+    run is not dominated by the random initial weights."""
+    d = min(decay, (1 + n) / (10 + n))
+    return d * avg + (1 - d) * new
+
+
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve (ties count half)."""
     labels = np.asarray(labels).astype(bool)
@@ -248,7 +255,7 @@ def train_verifier(
     ema = (
         torch.optim.swa_utils.AveragedModel(
             model,
-            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+            avg_fn=lambda avg, new, n: _ema_step(avg, new, int(n), cfg.ema),
             use_buffers=True,
         )
         if cfg.ema

@@ -88,7 +88,13 @@ def promote(
 ) -> Decision:
     """Benchmark both bundles on ``chips`` and replace ``target`` when the candidate wins."""
     if evaluate is None:
-        from training.chip_benchmark import evaluate_bundle_on_chips as evaluate
+        try:
+            from training.chip_benchmark import evaluate_bundle_on_chips as evaluate
+        except ModuleNotFoundError as exc:
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                f"the real-chip benchmark is not installed ({exc.name}); it decides promotions",
+            ) from exc
     candidate, target = Path(candidate), Path(target)
     for path in (candidate, target):
         if not (path / "bundle.json").is_file():

@@ -1,5 +1,5 @@
-"""Promotion of a fine-tuned bundle: the rule and the atomic replacement. (The figures come from
-training/chip_benchmark.py, the real-chip benchmark of issue 14.)"""
+"""Promotion of a fine-tuned bundle: the rule, the atomic replacement, and the decision made by
+the real-chip benchmark (training/chip_benchmark.py) on real gallery chips."""
 
 from __future__ import annotations
 
@@ -44,3 +44,32 @@ def test_replacement_keeps_the_old_bundle(tiny_bundle, tmp_path):
     figures[new]["auroc"] = 0.5  # a worse candidate changes nothing
     assert not promote(new, live, None, evaluate=lambda b, _: figures[b]).promote
     assert len(list(tmp_path.glob("live.previous-*"))) == 1
+
+
+def test_promote_on_real_chips(make_tiny_coco, tmp_path, capsys):
+    """Two small RGB bundles scored by the real-chip benchmark on real gallery test chips."""
+    from asmspotter.cli import main
+    from imagery.gallery import default_root
+    from tests.real_parts import missing
+
+    if not default_root().is_dir():
+        missing(f"the gallery {default_root()} is absent")
+    data = make_tiny_coco(tmp_path / "ds", 8, seed=4, val_every=4)
+    bundles = []
+    for seed in (1, 2):
+        out = tmp_path / f"b{seed}"
+        args = ["train", "--data", str(data), "--out", str(tmp_path / f"run{seed}"), "--export",
+                str(out), "bands=[B02,B03,B04]", "chip_size=64", "max_iter=2", "warmup_iters=1",
+                "eval_period=0", "num_workers=0", "device=cpu", "fpn_channels=64",
+                "box_head_dim=256", f"seed={seed}", "steps=[]"]  # fmt: skip
+        assert main(args) == 0, capsys.readouterr().err
+        bundles.append(out)
+    live = tmp_path / "live"
+    shutil.copytree(bundles[0], live)
+    before = (live / "bundle.json").read_text()
+    capsys.readouterr()
+    args = ["promote", str(bundles[1]), "--target", str(live), "--limit", "40", "--dry-run"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.startswith(("would replace", "kept")) and "auroc" in out
+    assert (live / "bundle.json").read_text() == before  # a dry run changes nothing

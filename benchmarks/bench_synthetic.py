@@ -1,11 +1,12 @@
 """Benchmark: synthetic scene generation speed and the full-size tile's memory.
 
-  1. ``generate_scene`` at 1024² px (several seeds, one core): seconds per scene;
+  1. ``generate_scene`` at 1024² px (several seeds, one core): seconds per scene, for each
+     generator setting asked (``imagery.synthetic.chips.SETTINGS``: legacy, amazon-l1c, ...);
   2. ``write_large_tile`` at each size (default 4096² and 10980², a full Sentinel-2 tile at 10 m)
      in a child process: seconds, peak RSS (must stay well under 4 GB) and site count.
 
 Run on demand (not part of the test suite):
-    .venv/bin/python benchmarks/bench_synthetic.py [--sizes 4096 10980] [--workdir DIR] [--keep]
+    .venv/bin/python benchmarks/bench_synthetic.py [--sizes 4096 10980] [--settings legacy ...]
 """
 
 from __future__ import annotations
@@ -38,22 +39,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 10980])
     parser.add_argument("--scenes", type=int, default=5, help="1024² scenes to time")
+    parser.add_argument(
+        "--settings", nargs="+", default=["legacy", "amazon-l1c"], help="generator settings"
+    )
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the written tiles")
     args = parser.parse_args()
 
+    from imagery.synthetic.chips import SETTINGS
     from imagery.synthetic.scene import generate_scene
 
-    generate_scene(0, 256, 256)  # warm imports and caches
-    times = []
-    for seed in range(args.scenes):
-        start = time.perf_counter()
-        generate_scene(seed, 1024, 1024)
-        times.append(time.perf_counter() - start)
-    print(
-        f"generate_scene 1024²: mean {sum(times) / len(times):.2f} s, max {max(times):.2f} s "
-        f"over {len(times)} scenes"
-    )
+    for name in args.settings:
+        options = SETTINGS[name]
+        generate_scene(0, 256, 256, **options)  # warm imports and caches
+        times = []
+        for seed in range(args.scenes):
+            start = time.perf_counter()
+            generate_scene(seed, 1024, 1024, **options)
+            times.append(time.perf_counter() - start)
+        print(
+            f"generate_scene 1024² ({name}): mean {sum(times) / len(times):.2f} s, "
+            f"max {max(times):.2f} s over {len(times)} scenes"
+        )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_synthetic_"))
     for size in args.sizes:
         path = workdir / f"synthetic_{size}.tif"

@@ -18,9 +18,11 @@ from shapely.geometry import LineString, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import substring
 
+from imagery.errors import AsmSpotterError, Reason
 from imagery.synthetic import shapes
+from imagery.synthetic.atmosphere import Atmosphere
 from imagery.synthetic.noise import fractal_noise
-from imagery.synthetic.spectra import BANDS, Palette
+from imagery.synthetic.spectra import BANDS, PALETTES, AmazonPalette, Palette, calibration
 
 # Land-cover codes of the painted layers (0 = forest background), in painting order.
 LANDCOVER = (
@@ -51,6 +53,39 @@ LOOKALIKES = (
 )
 HAZE = np.array([0.05, 0.04, 0.03, 0.015, 0.006, 0.003])  # additive path reflectance, full haze
 SENSOR_NOISE = np.array([3, 3, 3, 4, 3, 3]) * 1e-3  # reflectance, ~ S2 MSI noise at these levels
+LEVELS = ("l2a", "l1c")  # surface (bottom-of-atmosphere) or top-of-atmosphere reflectance
+
+
+@dataclass(frozen=True)
+class Style:
+    """Landscape proportions: the legacy generator's, or the Amazon calibration's."""
+
+    mosaic_probability: float = 0.35  # farm/fallow mosaic instead of closed forest
+    river_width_px: tuple[tuple[float, float], ...] = ((3, 8), (8, 30))  # main channels
+    river_width_p: tuple[float, ...] = (0.6, 0.4)
+    river_kind_p: tuple[float, ...] = (0.5, 0.3, 0.2)  # white (sediment-laden), black, clear
+    # clearings: wet pasture, dry pasture, bare laterite, regrowth
+    clearing_kind_p: tuple[float, ...] = (0.4, 0.3, 0.1, 0.2)
+    mine_extent: float = 1.0  # scales a mining cluster's stretch, spread and spoil halo
+
+
+LEGACY_STYLE = Style()
+
+
+def amazon_style() -> Style:
+    """The Amazon's: wide sediment-laden (white-water) rivers dominate the mining regions
+    (Tapajos, Madeira, Madre de Dios; Lobo et al. 2015), half the scenes lie in the deforestation
+    arc's pasture mosaic, whose clearings are more often dry or bare (the real non-mine chips hold
+    five times the generator's share of red-over-blue pixels), and mining clusters have the
+    extent fitted to the real mine chips (``derive_calibration``)."""
+    return Style(
+        mosaic_probability=0.5,
+        river_width_px=((4, 12), (12, 45)),
+        river_width_p=(0.5, 0.5),
+        river_kind_p=(0.7, 0.2, 0.1),
+        clearing_kind_p=(0.25, 0.35, 0.25, 0.15),
+        mine_extent=float(calibration()["mining"]["extent"]),
+    )
 
 
 @dataclass
@@ -135,6 +170,11 @@ class Plan:
     relief: float = 0.0  # strength of terrain shading (0 = flat floodplain)
     sun: tuple[float, float] = (0.7, -0.7)  # direction (x, y) the light comes from
     topo_cell: float = 150.0  # hill size in pixels
+    level: str = "l2a"  # "l1c": rendered at the top of the atmosphere through ``atmosphere``
+    atmosphere: Atmosphere | None = None
+    # (crowns, patches): amplitudes of the canopy's fine and 40 px texture; None = the legacy one
+    forest_texture: tuple[float, float] | None = None
+    composite_blur: float = 0.0  # weight of one more 3-tap blur (calibrated: real composites)
     site_tree: STRtree | None = None
 
     def freeze(self) -> Plan:
@@ -153,6 +193,7 @@ class Canvas:
     layers: dict[str, Layer]
     height: int
     width: int
+    style: Style = LEGACY_STYLE
 
     @property
     def scale(self) -> float:
@@ -178,14 +219,38 @@ def make_plan(
     cloud_probability: float = 0.35,
     nodata_probability: float = 0.2,
     spread: float = 1.0,
+    level: str = "l2a",
+    palette: str = "legacy",
 ) -> Plan:
-    """Draw a scene's plan. ``clusters`` = number of mining clusters (None: random, 0 allowed)."""
+    """Draw a scene's plan. ``clusters`` = number of mining clusters (None: random, 0 allowed).
+
+    ``level``: "l2a" surface reflectance or "l1c" top-of-atmosphere (an atmosphere drawn from the
+    Amazon calibration). ``palette``: "legacy" (the cited spectra; the generator as it was) or
+    "amazon" (colours and textures fitted to real chips, ``AmazonPalette``). The atmosphere and
+    the Amazon palette draw from their own seeded streams: one seed gives one layout for every
+    level, and a legacy l2a plan is exactly what the generator drew before they existed."""
     from imagery.synthetic.mining import draw_mining
 
+    if level not in LEVELS:
+        raise AsmSpotterError(Reason.INVALID_ARGUMENT, f"level must be one of {LEVELS}: {level!r}")
+    if palette not in PALETTES:
+        raise AsmSpotterError(
+            Reason.INVALID_ARGUMENT, f"palette must be one of {PALETTES}: {palette!r}"
+        )
     rng = np.random.default_rng(seed)
-    cv = Canvas(rng, Palette(rng, spread), _layers(), height, width)
+    atmosphere, forest_gain = _atmosphere(seed)
+    if palette == "amazon":
+        pal: Palette = AmazonPalette(np.random.default_rng([seed, 15]), spread, forest_gain)
+    else:
+        pal = Palette(rng, spread)
+    style = amazon_style() if pal.calibrated else LEGACY_STYLE
+    layers = _layers()
+    if pal.calibrated:  # texture of painted land covers, fitted to the real chips' gradient energy
+        for layer in layers.values():
+            layer.texture *= float(calibration()["texture"]["layers"])
+    cv = Canvas(rng, pal, layers, height, width, style)
     # Closed rainforest (Amazon, Congo basin) or a farm/fallow mosaic (West African forest zone).
-    mosaic = bool(rng.random() < 0.35)
+    mosaic = bool(rng.random() < style.mosaic_probability)
     rivers, n_main = _draw_rivers(cv)
     water = RiverIndex([p for r in rivers for p in r.pieces])
     _draw_water_bodies(cv, rivers[:n_main])
@@ -196,7 +261,6 @@ def make_plan(
     nodata = _nodata(rng, height, width) if rng.random() < nodata_probability else None
     sites = draw_mining(cv, clusters, rivers, water, _valid_area(height, width, nodata))
     sun_az = rng.uniform(0, 2 * np.pi)
-    pal = cv.pal
     return Plan(
         seed=seed,
         height=height,
@@ -207,15 +271,51 @@ def make_plan(
         regrowth_threshold=0.35 if mosaic else 0.58,
         secondary=pal.scene["secondary"],
         cloud=_cloud(rng, pal, seed, height, width, cloud_probability),
-        haze=(rng.uniform(0, 1) ** 2 * HAZE).astype(np.float32),
+        # at l1c the atmosphere is rendered in full instead of a residual haze
+        haze=(rng.uniform(0, 1) ** 2 * HAZE * (level != "l1c")).astype(np.float32),
         gain=float(np.exp(rng.normal(0, 0.08))),
         psf=float(rng.uniform(0.1, 0.2)),  # 3-tap MTF at Nyquist 0.6..0.2 (S2: ~0.3)
-        noise_sigma=(rng.uniform(0.5, 1.5) * SENSOR_NOISE).astype(np.float32),
+        noise_sigma=(
+            rng.uniform(0.5, 1.5) * SENSOR_NOISE * (noise_scale() if pal.calibrated else 1)
+        ).astype(np.float32),
         nodata=nodata,
         relief=float(rng.choice([rng.uniform(0, 0.3), rng.uniform(0.3, 1.2)])),
         sun=(float(np.cos(sun_az)), float(np.sin(sun_az))),
         topo_cell=float(rng.uniform(60, 250)),
+        level=level,
+        atmosphere=atmosphere if level == "l1c" else None,
+        forest_texture=(1.0, _forest("patches")) if pal.calibrated else None,
+        composite_blur=float(calibration()["blur"]["composite"]) if pal.calibrated else 0.0,
     ).freeze()
+
+
+def _forest(name: str) -> float:
+    """A fitted forest texture parameter: ``patches`` (amplitude of the 40 px texture)."""
+    return float(calibration()["forest"][name])
+
+
+def noise_scale() -> np.ndarray:
+    """[6] calibrated sensor-noise scale: fitted per visible band (the real chips are median
+    composites of several dates); their mean for B08 B11 B12."""
+    vis = np.asarray(calibration()["forest"]["noise"], np.float64).reshape(-1)
+    vis = np.broadcast_to(vis, (3,))
+    return np.concatenate([vis, np.full(len(BANDS) - 3, vis.mean())])
+
+
+def _atmosphere(seed: int) -> tuple[Atmosphere, float]:
+    """A scene's atmosphere and forest brightness: a (tau_550, gain) pair fitted to a real chip,
+    and a Sentinel-2-like geometry (morning overpass: sun 22-40 deg from zenith, view <= 11)."""
+    rng = np.random.default_rng([seed, 14])
+    pairs = calibration()["atmosphere"]["tau550_gain"]
+    tau, gain = pairs[int(rng.integers(len(pairs)))]
+    atmosphere = Atmosphere(
+        tau550=float(tau),
+        angstrom=float(rng.uniform(1.0, 1.8)),
+        sun_zenith=float(rng.uniform(22, 40)),
+        view_zenith=float(rng.uniform(0, 11)),
+        relative_azimuth=float(rng.uniform(45, 135)),
+    )
+    return atmosphere, float(gain)
 
 
 def _layers() -> dict[str, Layer]:
@@ -236,7 +336,8 @@ def _draw_rivers(cv: Canvas) -> tuple[list[River], int]:
     n_main = 1 + int(rng.random() < 0.3) + int(scale / 25)
     for _ in range(n_main):
         start, heading = _edge_start(rng, cv.width, cv.height)
-        width_px = float(rng.choice([rng.uniform(3, 8), rng.uniform(8, 30)], p=[0.6, 0.4]))
+        widths = [rng.uniform(*span) for span in cv.style.river_width_px]
+        width_px = float(rng.choice(widths, p=list(cv.style.river_width_p)))
         line = shapes.meander(
             rng,
             start,
@@ -268,7 +369,9 @@ def _draw_rivers(cv: Canvas) -> tuple[list[River], int]:
             pieces = shapes.variable_buffer(rng, line, width_px, 0.2)
             rivers.append(River(line, pieces, width_px))
     for river in rivers:
-        kind = rng.choice(["river_white", "river_black", "lake_clear"], p=[0.5, 0.3, 0.2])
+        kind = rng.choice(
+            ["river_white", "river_black", "lake_clear"], p=list(cv.style.river_kind_p)
+        )
         a, b = cv.pal.draw(kind), cv.pal.draw(kind, "sand", (0.0, 0.15))
         for piece in river.pieces:
             cv.layers["river"].add(piece, a, b, 0.3)
@@ -344,7 +447,8 @@ def _draw_land_use(
         else:
             field_ = shapes.blob(rng, center, rng.uniform(25, 160) / np.sqrt(land_use))
         kind = rng.choice(
-            ["pasture_wet", "pasture_dry", "laterite", "secondary"], p=[0.4, 0.3, 0.1, 0.2]
+            ["pasture_wet", "pasture_dry", "laterite", "secondary"],
+            p=list(cv.style.clearing_kind_p),
         )
         other = rng.choice(["secondary", "pasture_dry", "laterite"])
         layers["clearing"].add(field_, pal.draw(kind), pal.draw(other), rng.uniform(0.2, 0.8))

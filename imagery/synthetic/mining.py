@@ -17,6 +17,9 @@ from shapely.ops import substring
 from imagery.synthetic import shapes
 from imagery.synthetic.layout import Canvas, River, RiverIndex, Site, point_and_normal
 
+EXTENT_SPREAD = 0.5  # log-normal spread of a calibrated cluster's extent
+STREAM_SHARE = 0.6  # calibrated clusters on a small stream of their own rather than a mapped river
+
 
 def draw_mining(
     cv: Canvas, clusters: int, rivers: list[River], water: RiverIndex, valid: Polygon
@@ -25,7 +28,9 @@ def draw_mining(
     rng = cv.rng
     sites: list[Site] = []
     for cluster in range(clusters):
-        for _ in range(20):  # a river stretch inside the valid part of the scene
+        # Calibrated: most Amazon garimpos work small forest streams (igarapes), not the big river.
+        own_stream = cv.pal.calibrated and rng.random() < STREAM_SHARE
+        for _ in range(0 if own_stream else 20):  # a river stretch inside the valid area
             river = rivers[rng.integers(len(rivers))]
             inside = river.line.intersection(valid)
             if inside.length > 10:
@@ -65,7 +70,8 @@ def _new_stream(cv: Canvas, valid: Polygon, water: RiverIndex) -> River | None:
         wavelength=rng.uniform(30, 90),
     )
     pieces = shapes.variable_buffer(rng, line, width, 0.2)
-    kind = rng.choice(["river_white", "river_black"])
+    # a mined stream runs turbid with the spoil (Lobo et al. 2015)
+    kind = rng.choice(["river_white", "river_black"], p=[0.85, 0.15] if cv.pal.calibrated else None)
     a, b = cv.pal.draw(kind), cv.pal.draw(kind, "sand", (0.0, 0.15))
     for piece in pieces:
         cv.layers["river"].add(piece, a, b, 0.3)
@@ -83,14 +89,20 @@ def _add_cluster(
 ) -> None:
     """Pits and ponds packed along a river stretch, separated by berms, on a tailings halo."""
     rng, pal, layers = cv.rng, cv.pal, cv.layers
+    extent = cv.style.mine_extent
+    if pal.calibrated:  # clusters differ in size around the fitted extent
+        extent *= float(np.exp(rng.normal(0, EXTENT_SPREAD)))
     isolated = rng.random() < 0.2
-    length = rng.uniform(5, 25) if isolated else rng.uniform(40, 260)
+    length = extent * (rng.uniform(5, 25) if isolated else rng.uniform(40, 260))
     start = rng.uniform(0, max(line.length - length, 1.0))
     stretch = substring(line, start, start + length)
     if stretch.is_empty or stretch.length < 1:
         return
-    spread = rng.uniform(3, 8) if isolated else rng.uniform(10, 40)
-    n_sites = int(rng.integers(1, 4)) if isolated else int(rng.integers(6, 14 + int(length / 6)))
+    spread = extent * (rng.uniform(3, 8) if isolated else rng.uniform(10, 40))
+    lo, hi = (1, 4) if isolated else (6, 14 + int(length / 6))
+    if extent != 1.0:  # a smaller cluster holds fewer pits and ponds
+        lo, hi = max(1, round(lo * extent)), max(2, round(hi * extent))
+    n_sites = int(rng.integers(lo, hi))
     in_row = not isolated and rng.random() < 0.35
     pond_share = rng.uniform(0.4, 0.9)  # active clusters are pit-rich, abandoned ones pond-rich
     rivers = water.near(stretch.buffer(spread * 4 + width_px + 80))
@@ -119,7 +131,14 @@ def _add_cluster(
             continue
         placed.append(geom)
         category = "pond" if rng.random() < (0.85 if in_row else pond_share) else "pit"
-        if category == "pond":
+        if pal.calibrated:  # materials of real Amazon mines (AmazonPalette)
+            if category == "pond":
+                a, b = pal.draw("mine_water"), pal.draw("mine_water")
+                mix = rng.uniform(0.0, 0.6)
+            else:
+                a, b = pal.draw("mine_soil"), pal.draw("mine_water", "mine_soil", (0.3, 1.0))
+                mix = rng.uniform(0.0, 0.5)
+        elif category == "pond":
             age = rng.choice(["pond_moderate", "pond_green", "pond_turquoise", "pond_deep"])
             a = pal.draw("pond_turbid", age, (0.0, 0.9))
             b = pal.draw("pond_turbid")
@@ -134,7 +153,7 @@ def _add_cluster(
         return
     # Halo: spoil and tailings around every site plus patches along the bank, then a ring of
     # degraded vegetation; the river channel itself stays visible.
-    parts = [g.buffer(rng.uniform(2.0, 9.0), quad_segs=4) for g in placed]
+    parts = [g.buffer(extent * rng.uniform(2.0, 9.0), quad_segs=4) for g in placed]
     for d in np.linspace(0, stretch.length, max(2, int(stretch.length / 15))):
         if rng.random() < 0.5:
             p, normal = point_and_normal(rng, stretch, d)
@@ -145,11 +164,19 @@ def _add_cluster(
     halo = shapely.union_all(parts).buffer(2).buffer(-2).difference(rivers)
     if halo.is_empty:
         return
-    kind = rng.choice(["tailings", "laterite", "sand", "wet_soil"], p=[0.35, 0.35, 0.15, 0.15])
-    other = rng.choice(["wet_soil", "secondary", "laterite", "pasture_dry"])
-    layers["tailings"].add(halo, pal.draw(kind), pal.draw(other), rng.uniform(0.3, 1.0))
+    if pal.calibrated:
+        other = "mine_vegetation" if rng.random() < 0.3 else "mine_soil"
+        spectra = pal.draw("mine_soil"), pal.draw(other)
+        fringe = pal.draw("mine_vegetation"), pal.draw("secondary")
+    else:
+        kind = rng.choice(["tailings", "laterite", "sand", "wet_soil"], p=[0.35, 0.35, 0.15, 0.15])
+        other = rng.choice(["wet_soil", "secondary", "laterite", "pasture_dry"])
+        spectra = pal.draw(kind), pal.draw(other)
+        fringe = None
+    layers["tailings"].add(halo, *spectra, rng.uniform(0.3, 1.0))
     if rng.random() < 0.7:  # a ragged fringe of felled and regrowing vegetation
-        ring = shapely.union_all([g.buffer(rng.uniform(0.5, 8), quad_segs=4) for g in parts])
-        layers["clearing"].add(
-            ring.difference(rivers), pal.draw("secondary"), pal.draw("pasture_dry"), 0.4
+        ring = shapely.union_all(
+            [g.buffer(extent * rng.uniform(0.5, 8), quad_segs=4) for g in parts]
         )
+        fringe = fringe or (pal.draw("secondary"), pal.draw("pasture_dry"))
+        layers["clearing"].add(ring.difference(rivers), *fringe, 0.4)

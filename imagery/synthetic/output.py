@@ -23,13 +23,13 @@ from imagery.synthetic.layout import make_plan
 from imagery.synthetic.render import labels, render
 from imagery.synthetic.scene import (
     MIN_SITE_PX,
-    SENSOR,
+    SENSOR_BY_LEVEL,
     extract_instances,
     generate_scene,
     scene_metadata,
     truth_features,
 )
-from imagery.synthetic.spectra import BANDS
+from imagery.synthetic.spectra import BANDS, band_indices
 from imagery.tiles import TileWriter, write_tile
 from imagery.windows import WindowSpec, iter_windows
 
@@ -62,7 +62,9 @@ def write_scene(
     out = Path(out_dir)
     scene = generate_scene(seed, height, width, **options)
     tile = out / f"{scene.scene_id}.tif"
-    write_tile(tile, scene.image, scene.grid, scene.bands, SENSOR, scene.scene_id, scene.datetime)
+    write_tile(
+        tile, scene.image, scene.grid, scene.bands, scene.sensor, scene.scene_id, scene.datetime
+    )
     image = coco.image_entry(
         1,
         tile.name,
@@ -91,6 +93,7 @@ def generate_dataset(
     min_valid: float = 0.5,
     keep_negatives: float = 1.0,
     progress: bool = False,
+    bands: tuple[str, ...] = BANDS,
     **options: Any,
 ) -> Path:
     """A COCO dataset folder (docs/design.md): chips as stacked GeoTIFFs under ``chips/``,
@@ -98,9 +101,12 @@ def generate_dataset(
 
     Chips with less than ``min_valid`` valid pixels (swath edge) are skipped; a seeded
     ``keep_negatives`` fraction of the chips without sites is kept (1.0 = all, per the design).
-    ``options`` go to ``generate_scene`` (e.g. ``clusters``). Returns the JSON path.
+    ``bands``: the chips' bands, in this order (e.g. ``("B02", "B03", "B04")``). ``options`` go
+    to ``generate_scene`` (e.g. ``clusters``, ``level="l1c"``, ``palette="amazon"``; the chips'
+    sensor tag follows the level). Returns the JSON path.
     """
     _check(n_scenes=n_scenes, scene_size=scene_size, chip_size=chip_size)
+    band_idx = band_indices(bands)
     if not 0 <= keep_negatives <= 1:
         raise AsmSpotterError(
             Reason.INVALID_ARGUMENT, f"keep_negatives must be in [0, 1]: {keep_negatives}"
@@ -125,7 +131,7 @@ def generate_dataset(
         truth += scene.truth_features(split=split)
         for win in iter_windows(scene_size, scene_size, spec):
             r, c, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
-            chip = scene.image[:, r : r + h, c : c + w]
+            chip = scene.image[band_idx, r : r + h, c : c + w]
             if np.isfinite(chip).all(axis=0).mean() < min_valid:
                 continue
             chip_labels = scene.labels[r : r + h, c : c + w]
@@ -137,7 +143,14 @@ def generate_dataset(
             name = f"chips/{scene.scene_id}_r{r:05d}_c{c:05d}.tif"
             grid = Grid(scene.grid.crs, scene.grid.window_transform(win), w, h)
             write_tile(
-                out / name, chip, grid, BANDS, SENSOR, scene.scene_id, scene.datetime, cog=False
+                out / name,
+                chip,
+                grid,
+                bands,
+                scene.sensor,
+                scene.scene_id,
+                scene.datetime,
+                cog=False,
             )
             images.append(
                 coco.image_entry(
@@ -166,6 +179,9 @@ def generate_dataset(
         scene_size=scene_size,
         chip_size=chip_size,
         generator="imagery.synthetic",
+        bands=list(bands),
+        level=options.get("level", "l2a"),
+        palette=options.get("palette", "legacy"),
     )
     path = out / "annotations.json"
     path.write_text(json.dumps(doc))
@@ -181,6 +197,8 @@ def write_large_tile(
     block: int = 1024,
     cog: bool = True,
     progress: bool = True,
+    level: str = "l2a",
+    palette: str = "legacy",
 ) -> SceneFiles:
     """A full-size, mostly forested tile with a few mining clusters along rivers, clouds and a
     nodata swath edge, rendered and written block by block (memory stays ~ a few blocks).
@@ -191,11 +209,21 @@ def write_large_tile(
     path = Path(path)
     if clusters is None:
         clusters = int(np.random.default_rng([seed, 3]).integers(3, 9))
-    plan = make_plan(seed, size, size, clusters, cloud_probability=1.0, nodata_probability=1.0)
+    plan = make_plan(
+        seed,
+        size,
+        size,
+        clusters,
+        cloud_probability=1.0,
+        nodata_probability=1.0,
+        level=level,
+        palette=palette,
+    )
     crs, transform, iso, scene_id = scene_metadata(seed)
     grid = Grid(crs, transform, size, size)
     windows = list(iter_windows(size, size, WindowSpec(block, 0)))
-    with TileWriter(path, grid, BANDS, SENSOR, scene_id, iso, cog=cog) as writer:
+    sensor = SENSOR_BY_LEVEL[level]
+    with TileWriter(path, grid, BANDS, sensor, scene_id, iso, cog=cog) as writer:
         for win in feedback.bar(windows, desc="blocks", unit="block", enabled=progress):
             r, c, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
             writer.write(Window(c, r, w, h), render(plan, r, c, h, w).image)

@@ -13,13 +13,15 @@ from rasterio import features
 from rasterio.transform import Affine
 from shapely.geometry import box
 
+from imagery.synthetic.atmosphere import CLOUD_TOP_KM, Atmosphere
 from imagery.synthetic.layout import LANDCOVER, Plan
 from imagery.synthetic.noise import fractal_noise, pixel_noise
 
 WATER_LAYERS = {"river", "lake", "oxbow", "fishpond", "pond"}
 CLOUD_LABEL_ALPHA = 0.5  # sites under cloud thicker than this lose those pixels from their labels
 SWIR = slice(4, 6)  # B11, B12 in BANDS
-MARGIN = 3  # pixels read around a window: one per blur pass
+MARGIN = 4  # pixels read around a window: one per blur pass
+HAZE_DRIFT = 0.3  # relative change of the path reflectance across the regional noise field
 
 
 @dataclass
@@ -109,6 +111,12 @@ def _blur(img: np.ndarray, weight: float) -> np.ndarray:
     return c * p[:, :, 1:-1] + wgt * (p[:, :, :-2] + p[:, :, 2:])
 
 
+def _to_toa(img: np.ndarray, atm: Atmosphere, regional: np.ndarray) -> np.ndarray:
+    """Surface -> top-of-atmosphere reflectance; the aerosol load drifts at a large scale."""
+    path = atm.path()[:, None, None] * (1 + HAZE_DRIFT * (regional - 0.5))[None]
+    return (path + atm.transmittance()[:, None, None] * img).astype(np.float32)
+
+
 def render(plan: Plan, row0: int, col0: int, h: int, w: int) -> Rendered:
     """Render one window of the plan (any window; adjacent windows match)."""
     # Work on the window plus a margin (inside the scene) for the three blur passes.
@@ -132,7 +140,13 @@ def render(plan: Plan, row0: int, col0: int, h: int, w: int) -> Rendered:
         shade_t = np.clip(1 + np.float32(plan.relief * 0.35) * slope_sun, 0.55, 1.45)
 
     # Forest background: crowns and gaps below the pixel size, regrowth patches at a large scale.
-    gaps = np.clip(0.45 * (0.55 - fine) + 0.35 * (grain - 0.5) + 0.12, 0, 0.6)[None]
+    texture = 0.45 * (0.55 - fine) + 0.35 * (grain - 0.5)
+    if plan.forest_texture is None:
+        gaps = np.clip(texture + 0.12, 0, 0.6)[None]
+    else:  # calibrated: crowns and gaps (sunlit crowns brighter than the mean) and patches
+        crowns, patches = plan.forest_texture
+        texture = np.float32(crowns) * texture + np.float32(patches) * (coarse - 0.5)
+        gaps = np.clip(texture + 0.12, -1.5, 1.5)[None]
     canopy, shadow = plan.forest[0][:, None, None], plan.forest[1][:, None, None]
     img = _lerp(canopy, shadow, gaps)
     regrowth = np.clip((regional - plan.regrowth_threshold) * 4, 0, 0.8)
@@ -158,24 +172,36 @@ def render(plan: Plan, row0: int, col0: int, h: int, w: int) -> Rendered:
         t = (fine[m] if layer.fine_mix else coarse[m]) * layer._mix[k]
         a, b = layer._a[k], layer._b[k]
         tex = 1 + layer.texture * 2 * (0.6 * (fine[m] - 0.5) + 0.4 * (grain[m] - 0.5))
+        if layer.texture > 0.25:  # strong (calibrated) textures: never below a tenth
+            tex = np.maximum(tex, 0.1)
         if name not in WATER_LAYERS:
             tex = tex * shade_t[m]
         img[:, m] = ((a + (b - a) * t[:, None]) * tex[:, None]).T
         landcover[m] = layer.code
 
     img *= np.float32(plan.gain)
+    atm = plan.atmosphere
     if plan.cloud is not None:
         c = plan.cloud
         dx, dy = c["shadow"]
         shade_alpha = cloud_alpha(plan, r0 - int(dy), c0 - int(dx), H, W)[None]
         img *= 1 - shade_alpha * (1 - c["shadow_keep"][:, None, None])
+        if atm is not None:
+            img = _to_toa(img, atm, regional)
         alpha = cloud_alpha(plan, r0, c0, H, W)
         puff = (0.85 + 0.3 * fine)[None] * c["spectrum"][:, None, None]
+        if atm is not None:  # only the air above the cloud top scatters and dims
+            top = atm.path(CLOUD_TOP_KM)[:, None, None], atm.transmittance(CLOUD_TOP_KM)
+            puff = top[0] + top[1][:, None, None] * puff
         img = _lerp(img, puff, alpha[None])
     else:
         alpha = np.zeros((H, W), np.float32)
+        if atm is not None:
+            img = _to_toa(img, atm, regional)
     img += plan.haze[:, None, None] * (0.3 + 0.7 * regional)[None]
     img = _blur(img, plan.psf)
+    if plan.composite_blur > 0:  # a median composite of several dates is softer than one scene
+        img = _blur(img, plan.composite_blur)
     # B11 and B12 are 20 m bands resampled to the 10 m grid: two more [1 2 1]/4 passes.
     img[SWIR] = _blur(_blur(img[SWIR], 0.25), 0.25)
 

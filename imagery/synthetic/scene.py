@@ -19,6 +19,7 @@ from imagery.synthetic.render import render
 from imagery.synthetic.spectra import BANDS
 
 SENSOR = "sentinel2-l2a"
+SENSOR_BY_LEVEL = {"l2a": "sentinel2-l2a", "l1c": "sentinel2-l1c"}
 MIN_SITE_PX = 4
 MAX_IN_MEMORY_PX = 8192 * 8192
 # Tropical UTM zones with artisanal gold mining: Amazon (Peru, Brazil, Guianas, Colombia,
@@ -86,6 +87,11 @@ class SyntheticScene:
     landcover: np.ndarray  # uint8 [H, W]: index into LANDCOVER (look-alikes included)
     cloud: np.ndarray  # float32 [H, W] cloud opacity
     plan: Plan
+
+    @property
+    def sensor(self) -> str:
+        """``sentinel2-l2a`` (surface reflectance) or ``sentinel2-l1c`` (top of atmosphere)."""
+        return SENSOR_BY_LEVEL[self.plan.level]
 
     @property
     def landcover_names(self) -> tuple[str, ...]:
@@ -166,15 +172,28 @@ def generate_scene(
     cloud_probability: float = 0.35,
     nodata_probability: float = 0.2,
     spread: float = 1.0,
+    level: str = "l2a",
+    palette: str = "legacy",
 ) -> SyntheticScene:
-    """A whole synthetic scene in memory (up to 8192² px; larger: ``write_large_tile``)."""
+    """A whole synthetic scene in memory (up to 8192² px; larger: ``write_large_tile``).
+    ``level`` and ``palette``: see ``layout.make_plan``."""
     if height <= 0 or width <= 0 or height * width > MAX_IN_MEMORY_PX:
         raise AsmSpotterError(
             Reason.INVALID_ARGUMENT,
             f"scene size {height} x {width} must be positive and at most {MAX_IN_MEMORY_PX} px "
             "in memory; write larger tiles block by block with write_large_tile",
         )
-    plan = make_plan(seed, height, width, clusters, cloud_probability, nodata_probability, spread)
+    plan = make_plan(
+        seed,
+        height,
+        width,
+        clusters,
+        cloud_probability,
+        nodata_probability,
+        spread,
+        level,
+        palette,
+    )
     crs, transform, iso, scene_id = scene_metadata(seed)
     out = render(plan, 0, 0, height, width)
     instances = extract_instances(plan, out.labels, 0, 0)

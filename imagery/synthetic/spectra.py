@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imagery.errors import AsmSpotterError, Reason
+
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 ASSETS = Path(__file__).resolve().parent  # package data: shapes.json, spectra.json
 
@@ -64,7 +66,19 @@ ENDMEMBERS: dict[str, tuple[float, ...]] = {
     "cloud": (0.480, 0.470, 0.470, 0.500, 0.340, 0.220),
 }
 WATER = {"pond_turbid", "pond_moderate", "pond_green", "pond_turquoise", "pond_deep", "fishpond"}
-WATER |= {"river_white", "river_black", "lake_clear"}
+WATER |= {"river_white", "river_black", "lake_clear", "mine_water"}
+PALETTES = ("legacy", "amazon")
+
+
+def band_indices(bands: tuple[str, ...]) -> list[int]:
+    """Positions of ``bands`` in the generator's stack; unknown or repeated bands are refused."""
+    unknown = [b for b in bands if b not in BANDS]
+    if unknown or not bands or len(set(bands)) != len(bands):
+        raise AsmSpotterError(
+            Reason.INVALID_ARGUMENT,
+            f"bands must be distinct names among {', '.join(BANDS)}; got {', '.join(bands)}",
+        )
+    return [BANDS.index(b) for b in bands]
 
 
 @cache
@@ -80,6 +94,8 @@ def derived_spectra() -> dict[str, np.ndarray]:
 
 class Palette:
     """One scene's spectra: every endmember re-drawn once per scene, then per object."""
+
+    calibrated = False
 
     def __init__(self, rng: np.random.Generator, spread: float = 1.0) -> None:
         self.rng = rng
@@ -103,16 +119,75 @@ class Palette:
         bands = np.exp(self.rng.normal(0, tilt * s, size=spec.shape))
         return (spec * gain * bands).astype(np.float32)
 
+    def _base(self, name: str) -> np.ndarray:
+        return self.scene[name]
+
     def draw(
         self, name: str, mix: str | None = None, mix_range: tuple[float, float] = (0, 0)
     ) -> np.ndarray:
         """One object's spectrum: the scene's ``name`` (optionally mixed with ``mix``), jittered."""
-        spec = self.scene[name]
+        spec = self._base(name)
         if mix is not None:
             t = self.rng.uniform(*mix_range)
-            spec = (1 - t) * spec + t * self.scene[mix]
+            spec = (1 - t) * spec + t * self._base(mix)
         out = self._jitter(spec, 0.08, 0.01 if name == "cloud" else 0.035)
         if name in WATER:  # water stays water: NIR below green (NDWI > 0), SWIR dark
             out[3] = min(out[3], 0.85 * out[1])
             out[4:] = np.minimum(out[4:], 0.6 * out[3] + 0.004)
         return np.clip(out, 0.001, 1.0)
+
+
+@cache
+def calibration() -> dict:
+    """The Amazon calibration (package data written by ``derive_calibration.py``)."""
+    return json.loads((ASSETS / "amazon.json").read_text())
+
+
+MINE_ROLES = ("soil", "water", "vegetation")  # mining materials by use: "mine_soil", ...
+
+
+class AmazonPalette(Palette):
+    """Spectra recalibrated against real Sentinel-2 chips of the Amazon (``amazon.json``).
+
+    The forest keeps its cited spectrum, tilted by the fitted residual and scaled by the scene's
+    fitted gain; mining materials (``mine_soil``, ``mine_water``, ``mine_vegetation``) and the
+    look-alikes' materials (river_white, sand, road, ...) are drawn per object from the clusters
+    of real pixels, weighted by their share. Everything else keeps the cited endmembers.
+    """
+
+    calibrated = True
+
+    def __init__(self, rng: np.random.Generator, spread: float = 1.0, forest_gain: float = 1.0):
+        self.rng = rng
+        self.spread = spread
+        cal = calibration()
+        groups: dict[str, list[dict]] = {}
+        for m in cal["scene_materials"]:
+            groups.setdefault(m["material"], []).append(m)
+        for m in cal["mine_materials"]:
+            groups.setdefault(f"mine_{m['role']}", []).append(m)
+        self.choices = {}
+        for name, members in groups.items():
+            spectra = np.asarray([m["spectrum"] for m in members], np.float32)
+            weights = np.asarray([m["weight"] for m in members], np.float64)
+            self.choices[name] = (spectra, weights / weights.sum())
+        tilt = np.ones(len(BANDS), np.float32)
+        tilt[:3] = cal["atmosphere"]["forest_tilt"]
+        self.scene = {}
+        for name, mean in ENDMEMBERS.items():
+            base = np.asarray(mean, np.float32)
+            if name in ("forest", "forest_shade"):  # brightness already drawn with the atmosphere
+                self.scene[name] = self._jitter(base * tilt * np.float32(forest_gain), 0.03, 0.03)
+                continue
+            tint = 0.015 if name == "cloud" else 0.07
+            self.scene[name] = self._jitter(base, 0.15, tint)
+        # one tint per scene for each calibrated material, applied to every object drawn from it
+        self.tint = {name: self._jitter(np.ones(len(BANDS)), 0.08, 0.04) for name in self.choices}
+        for name, (spectra, weights) in self.choices.items():
+            self.scene[name] = (weights @ spectra).astype(np.float32) * self.tint[name]
+
+    def _base(self, name: str) -> np.ndarray:
+        if name not in self.choices:
+            return self.scene[name]
+        spectra, weights = self.choices[name]
+        return spectra[self.rng.choice(len(spectra), p=weights)] * self.tint[name]

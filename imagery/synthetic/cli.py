@@ -1,4 +1,4 @@
-"""``asmspotter generate scene|dataset|tile``: synthetic Sentinel-2-like data with exact labels."""
+"""``asmspotter generate scene|dataset|tile|chips``: synthetic Sentinel-2-like data and labels."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bands",
         type=_bands,
-        default=BANDS,
-        help="comma-separated chip bands, e.g. B02,B03,B04 (default: all six)",
+        default=",".join(BANDS),
+        help="comma-separated chip bands, e.g. B02,B03,B04",
     )
     _look(p)
     p.set_defaults(handler=_dataset)
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "[N,3,48,48] reflectance B02 B03 B04, labels (1 = a mining site near the centre, 0 = "
         "none, look-alikes included), kinds (what each chip shows).",
     )
-    p.add_argument("-o", "--output", required=True, help="output .npz")
+    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="output .npz")
     p.add_argument("-n", "--chips", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--positive-fraction", type=float, default=0.5)

@@ -8,6 +8,7 @@ pycocotools reads these files, but the writers need no compiled COCO API.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,3 +139,30 @@ def dataset(images: list[dict], annotations: list[dict], **info: Any) -> dict[st
         "annotations": annotations,
         "categories": CATEGORIES,
     }
+
+
+def merge_datasets(parts: list[str | Path], out_dir: str | Path, **info: Any) -> Path:
+    """One dataset of several: ``out_dir/annotations.json`` names every part's chips (paths
+    relative to ``out_dir``, ids renumbered; each image keeps its ``split``). The chips stay
+    where they are."""
+    import json
+    import os
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[dict] = []
+    annotations: list[dict] = []
+    for part in parts:
+        part = Path(part)
+        data = json.loads((part / "annotations.json").read_text())
+        ids: dict[int, int] = {}
+        for img in data["images"]:
+            ids[img["id"]] = len(images) + 1
+            rel = os.path.relpath(part / img["file_name"], out)
+            images.append({**img, "id": ids[img["id"]], "file_name": rel, "part": part.name})
+        for ann in data["annotations"]:
+            new_id = len(annotations) + 1
+            annotations.append({**ann, "id": new_id, "image_id": ids[ann["image_id"]]})
+    merged = dataset(images, annotations, parts=[str(p) for p in parts], **info)
+    (out / "annotations.json").write_text(json.dumps(merged))
+    return out

@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         g.add_argument("--bundle", type=Path, help="model bundle folder (runs in this process)")
         g.add_argument("--service", metavar="HOST:PORT", help="gRPC detection service")
         g.add_argument("--polygons", type=Path, help="existing polygons (GeoJSON, GPKG, SHP)")
-        p.add_argument("--min-score", type=float, default=0.5, help="model score threshold")
+        p.add_argument(
+            "--min-score",
+            type=float,
+            default=None,
+            help="site score threshold (default: the bundle's own default threshold)",
+        )
         p.add_argument("--device", help="bundle device (cpu, cuda)")
         p.add_argument(
             "--label",

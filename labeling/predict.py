@@ -20,7 +20,14 @@ from shapely.geometry.base import BaseGeometry
 from imagery import feedback
 from imagery.coco import CLASS_NAMES
 from imagery.errors import AsmSpotterError, Reason
-from imagery.geometry import WGS84, as_crs, reproject, to_map_space, to_pixel_space
+from imagery.geometry import (
+    WGS84,
+    as_crs,
+    mask_to_geometry,
+    reproject,
+    to_map_space,
+    to_pixel_space,
+)
 from imagery.gsd import plan_model_grid
 from imagery.scene import open_scene
 from imagery.sensors import get_sensor
@@ -51,7 +58,7 @@ class BundlePredictor:
     """A model bundle (``training`` package, torch) run in this process."""
 
     def __init__(
-        self, bundle: str | Path, device: str | None = None, min_score: float = 0.5
+        self, bundle: str | Path, device: str | None = None, min_score: float | None = None
     ) -> None:
         try:
             from training.model import load_bundle
@@ -82,18 +89,40 @@ class BundlePredictor:
                     str(chip),
                 )
             values = scene.read()  # NaN = nodata: the model prepares it as every caller's
-        found = self.model.predict(values[None], self.min_score)[0]
+            scorer = getattr(self.model, "site_scorer", None)
+            min_score = self.min_score
+            if min_score is None:
+                min_score = float(self.model.info.get("default_threshold", 0.5))
+            # With a site scorer (the bundle's verifier) every site the model reports is
+            # rescored before the threshold, as the service does.
+            found = self.model.predict(values[None], 0.0 if scorer else min_score)[0]
+            keep = [k for k, m in enumerate(found.masks) if m.any()]
+            scores = [float(found.scores[k]) for k in keep]
+            if scorer is not None and keep:
+                scores = rescore(scorer, scene, [found.masks[k] for k in keep], scores)
         return [
-            Site(self.classes[int(c)], mask=m, score=float(s))
-            for m, s, c in zip(found.masks, found.scores, found.classes, strict=True)
-            if m.any()
+            Site(self.classes[int(found.classes[k])], mask=found.masks[k], score=s)
+            for k, s in zip(keep, scores, strict=True)
+            if s >= min_score
         ]
+
+
+def rescore(scorer: Any, scene: Any, masks: list[np.ndarray], scores: list[float]) -> list[float]:
+    """Scores of chip masks after the bundle's site scorer (``service.sites.SiteScorer``)."""
+    from service.sites import Candidate
+
+    found = []
+    for mask, score in zip(masks, scores, strict=True):
+        pixels = mask_to_geometry(mask, Affine.identity(), simplify_px=0)
+        native = to_map_space(pixels, scene.grid.transform)
+        found.append(Candidate(pixels, native, score, 0, 1))
+    return [c.score for c in scorer(scene, found)]
 
 
 class ServicePredictor:
     """The gRPC detection service, through its client SDK."""
 
-    def __init__(self, target: str, min_score: float = 0.5, **config: Any) -> None:
+    def __init__(self, target: str, min_score: float | None = None, **config: Any) -> None:
         from service.client import DetectionClient, DetectionError
         from service.client.common import wait_until_serving
 

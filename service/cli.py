@@ -210,7 +210,7 @@ def _detect(args: argparse.Namespace) -> int:
     failed = 0
     bands = args.band_order or ()
     if args.local:
-        from service.predictor import DEFAULT_MIN_SCORE, DetectOptions, Predictor
+        from service.predictor import DetectOptions, Predictor
         from service.server import load_model
 
         predictor = Predictor(
@@ -218,11 +218,7 @@ def _detect(args: argparse.Namespace) -> int:
             prefilter=not args.no_prefilter,
             site_test=not args.no_site_test,
         )
-        options = DetectOptions(
-            DEFAULT_MIN_SCORE if args.min_score is None else args.min_score,
-            args.crs,
-            args.max_detections,
-        )
+        options = DetectOptions(args.min_score, args.crs, args.max_detections)
         try:
             for tile in args.tiles:
                 with window_bar(tile) as on_progress:

@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +37,17 @@ from service.windows import WindowSource
 
 __all__ = ["DetectOptions", "Predictor", "Progress", "Site", "TileResult", "tile_id_for"]
 
-DEFAULT_MIN_SCORE = 0.5
+DEFAULT_MIN_SCORE = 0.5  # for bundles that name no default threshold of their own
 
 
 @dataclass(frozen=True)
 class DetectOptions:
-    min_score: float = DEFAULT_MIN_SCORE
+    min_score: float | None = None  # None: the bundle's default threshold
     output_crs: str = "EPSG:4326"
     max_detections: int = 0  # 0: no limit
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_score <= 1.0:
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
             raise AsmSpotterError(
                 Reason.INVALID_ARGUMENT, f"min_score must be in [0, 1], got {self.min_score}"
             )
@@ -150,6 +150,23 @@ class Predictor:
 
     # -- model identity -------------------------------------------------------------------------
     @property
+    def default_min_score(self) -> float:
+        """The bundle's default threshold (chosen from its calibration), else 0.5."""
+        return float(self.info.get("default_threshold", DEFAULT_MIN_SCORE))
+
+    @property
+    def detector_floor(self) -> float:
+        """The lowest model score a site may have to reach the site scorer."""
+        return float((self.info.get("verifier") or {}).get("min_detector_score", 0.05))
+
+    def resolve(self, options: DetectOptions | None) -> DetectOptions:
+        """Options with ``min_score`` set (None: the bundle's default threshold)."""
+        options = options or DetectOptions()
+        if options.min_score is None:
+            options = replace(options, min_score=self.default_min_score)
+        return options
+
+    @property
     def version(self) -> dict[str, str]:
         return {
             "name": str(self.info.get("name", "")),
@@ -201,7 +218,7 @@ class Predictor:
         progress: Callable[[int, int], None] | None = None,
     ) -> TileResult:
         """All sites of one scene, best first; ``progress(windows_done, windows_total)``."""
-        options = options or DetectOptions()
+        options = self.resolve(options)
         result = self._result(scene, tile_id, options)
         for step in self.iter_detect(scene, options, tile_id, cancelled, number=False):
             result.sites.extend(step.sites)
@@ -223,6 +240,7 @@ class Predictor:
         """Sites as they become final, window row by window row (for streaming). With
         ``max_detections`` the best sites are known only at the end: they come in the last
         message."""
+        options = self.resolve(options)
         spectral = self.spectral_test(scene)
         source = WindowSource(
             scene,
@@ -232,7 +250,9 @@ class Predictor:
             self.site_test,
             model_bands=self.model_input.bands,
         )
-        floor = options.min_score * 0.5  # keep weaker parts: the merged score decides
+        # Keep weaker parts: the merged score decides. With a site scorer the final score is not
+        # the model's, so every site the model reports (``detector_floor``) goes to the scorer.
+        floor = options.min_score * 0.5 if self.scorer is None else self.detector_floor
         merger = SiteMerger(self.merge_iou, floor, spectral if self.site_test else None)
         numbers = itertools.count() if number and not options.max_detections else None
         held: list[Site] = []  # with max_detections: every site until the end

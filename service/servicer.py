@@ -25,7 +25,7 @@ from service.errors import (
     status_from_exception,
 )
 from service.metrics import ServiceMetrics
-from service.predictor import DEFAULT_MIN_SCORE, DetectOptions, Predictor, Site, tile_id_for
+from service.predictor import DetectOptions, Predictor, Site, tile_id_for
 from service.predictor import dumps_geometry as _geojson
 from service.tiles import SpooledTile, TileLimits, check_size, check_tiff_magic, resolve_uri
 from service.uploads import ReceivedScene, SceneUploads
@@ -37,7 +37,7 @@ CLASS_ENUM = {"pit": pb.SITE_CLASS_PIT, "pond": pb.SITE_CLASS_POND}
 
 def options_from_proto(msg: pb.DetectionOptions) -> DetectOptions:
     return DetectOptions(
-        min_score=msg.min_score if msg.HasField("min_score") else DEFAULT_MIN_SCORE,
+        min_score=msg.min_score if msg.HasField("min_score") else None,  # None: the bundle's
         output_crs=msg.output_crs or "EPSG:4326",
         max_detections=msg.max_detections,
     )

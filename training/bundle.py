@@ -88,6 +88,7 @@ def export_bundle(
         "version": version or config.get("version", "0.1.0"),
         "engine": engine_name,
         "sensor": sensor or config.get("sensor", "sentinel2-l2a"),
+        "sensors": list(config.get("sensors") or [sensor or config.get("sensor", "sentinel2-l2a")]),
         "bands": list(config["bands"]),
         "chip_size": int(config["chip_size"]),
         "classes": list(config["classes"]),

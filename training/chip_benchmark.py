@@ -154,7 +154,7 @@ def evaluate_bundle_on_chips(
 ) -> dict[str, Any]:
     """Load a bundle into a ``Predictor`` and score ``chips``; metrics at the bundle's default
     threshold (``bundle.json`` ``default_threshold``, else the service's min_score default)."""
-    from service.predictor import DEFAULT_MIN_SCORE, Predictor
+    from service.predictor import Predictor
     from training.bundle import load_bundle
 
     model = load_bundle(bundle, device=device)
@@ -166,7 +166,7 @@ def evaluate_bundle_on_chips(
         result = predict_chips(predictor, chips, progress=progress)
     finally:
         predictor.close()
-    threshold = float(model.info.get("default_threshold", DEFAULT_MIN_SCORE))
+    threshold = predictor.default_min_score
     metrics = chip_metrics(result, threshold)
     metrics["bundle"] = f"{model.info.get('name')} {model.info.get('version')}"
     metrics["seconds"] = result.seconds

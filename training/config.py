@@ -42,6 +42,7 @@ class TrainConfig:
     name: str = "asm-maskrcnn"
     version: str = "0.1.0"
     sensor: str = "sentinel2-l2a"
+    sensors: list[str] = field(default_factory=list)  # all the bundle accepts; [] = [sensor]
     bands: list[str] = field(default_factory=lambda: list(S2_STACK))
     chip_size: int = 256
     classes: list[str] = field(default_factory=lambda: list(CLASS_NAMES))

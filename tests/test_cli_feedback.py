@@ -101,3 +101,17 @@ def test_sentinel1_stack_finer_than_its_source_is_flagged(tmp_path, capsys):
     spacing = int(warning[0].split("--resolution ")[1].split()[0])
     assert 150 <= spacing <= 300
     assert np.isfinite(spacing)
+
+
+def test_detect_shows_progress_per_tile(tiny_bundle, tmp_path, monkeypatch, capsys):
+    # Before: 20-30 s per large tile without a sign of life. Bars are drawn on a terminal;
+    # ASMSPOTTER_PROGRESS=1 forces them here.
+    monkeypatch.setenv("ASMSPOTTER_PROGRESS", "1")
+    tile, _ = make_tile(tmp_path / "t.tif", 160, [])
+    out = tmp_path / "s.geojson"
+    assert main(["detect", str(tile), "--local", "--bundle", str(tiny_bundle), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "t.tif" in err and "window" in err and "100%" in err
+    assert main(["detect", str(tile), "--local", "--bundle", str(tiny_bundle), "-o", str(out),
+                 "--quiet"]) == 0  # fmt: skip
+    assert "window" not in capsys.readouterr().err

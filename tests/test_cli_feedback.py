@@ -12,6 +12,7 @@ import pytest
 
 from asmspotter.cli import build_parser, main
 from tests.conftest import S1_DIR
+from tests.real_parts import missing
 from tests.service_support import make_tile
 
 OUTPUT_DESTS = {"out", "output"}
@@ -92,7 +93,7 @@ def test_sentinel1_stack_finer_than_its_source_is_flagged(tmp_path, capsys):
     # Before: a 10 m stack of the decimated GRD sat at 100 % for minutes writing gigabytes,
     # without a word. 100 m keeps the test short; the source spacing is about 200 m.
     if not S1_DIR.is_dir():
-        pytest.skip(f"{S1_DIR} is absent")
+        missing(f"{S1_DIR} is absent")
     out = tmp_path / "s1.tif"
     assert main(["stack", str(S1_DIR), "-o", str(out), "--resolution", "100"]) == 0
     err = capsys.readouterr().err

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs_support import PORTS, REPO, Block, blocks, documents
+from tests.real_parts import missing
 
 RUNNER = r"""
 set -u
@@ -174,7 +175,7 @@ def _read_times(records: list[dict], logs: Path) -> None:
 @pytest.mark.timeout(2400)
 def test_documented_commands_run_as_written(tmp_path_factory):
     if not (REPO / ".venv" / "bin" / "asmspotter").exists():
-        pytest.skip("the project's .venv is not built (make install)")
+        missing("the project's .venv is not built (make install)")
     root = tmp_path_factory.mktemp("docs")
     clone = clean_copy(root)
     ports = {p: _free_port() for p in PORTS}

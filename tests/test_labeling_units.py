@@ -224,7 +224,7 @@ def test_west_africa_labels_need_a_mapping(capsys):
     # Before: --label-field label matched no "pit"/"pond" value and every polygon silently
     # became the default class.
     if not WEST_AFRICA.is_file():
-        pytest.skip(f"real data {WEST_AFRICA} is absent")
+        missing(f"real data {WEST_AFRICA} is absent")
     with pytest.raises(AsmSpotterError) as err:
         PolygonPredictor(WEST_AFRICA, label_field="label")
     assert "['0', '1', '2']" in str(err.value) and "--label-map" in str(err.value)

@@ -133,7 +133,7 @@ def static_stac(tmp_path_factory):
     """The test items written as item files, an item collection and a static catalog whose
     asset hrefs are relative to the item files."""
     if not L2A_DIR.is_dir():
-        pytest.skip(f"{L2A_DIR} is absent")
+        missing(f"{L2A_DIR} is absent")
     import pystac
 
     from monitoring.testing.stac_server import build_items

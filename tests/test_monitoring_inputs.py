@@ -14,6 +14,7 @@ from imagery.errors import AsmSpotterError, Reason
 from imagery.geometry import reproject
 from imagery.vector import read_features, write_features
 from monitoring.store import Store
+from tests.real_parts import missing
 
 from .conftest import SHARED_DATA
 
@@ -97,7 +98,7 @@ def test_projected_coordinates_far_outside_their_zone_are_refused(tmp_path):
 def test_real_files_pass_the_check(name):
     path = SHARED_DATA / name
     if not path.exists():
-        pytest.skip(f"{path} is absent")
+        missing(f"{path} is absent")
     assert len(read_features(path)) > 0
 
 

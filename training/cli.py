@@ -242,7 +242,6 @@ def _launch_torchrun(n: int) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from imagery.gallery import load_gallery
     from training.bundle import read_info
@@ -251,11 +250,7 @@ def _promote(args: argparse.Namespace) -> int:
         read_info(bundle)
     from training.promote import promote
 
-    chips = load_gallery(args.gallery).split(args.split)
-    if args.limit and args.limit < len(chips.labels):
-        keep = np.zeros(len(chips.labels), bool)
-        keep[np.random.default_rng(0).permutation(len(keep))[: args.limit]] = True
-        chips = chips.subset(keep)
+    chips = load_gallery(args.gallery).split(args.split).sample(args.limit)
     decision = promote(
         args.candidate,
         args.target,

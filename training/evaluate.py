@@ -96,6 +96,22 @@ def _batches(chips: CocoChips, batch_size: int) -> list[list[int]]:
     return batches
 
 
+def _rescored(scorer: Any, image: np.ndarray, pred: Instances, info: dict) -> Instances:
+    """``pred`` on a chip (reflectance [C,H,W]) with the scores the service would give."""
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    from imagery.scene import ArrayScene, Grid
+    from service.sites import rescore_masks
+
+    if not len(pred):
+        return pred
+    grid = Grid(CRS.from_epsg(3857), Affine.identity(), image.shape[2], image.shape[1])
+    scene = ArrayScene(image, list(info["bands"]), grid, info["sensor"])
+    scores = rescore_masks(scorer, scene, list(pred.masks), [float(x) for x in pred.scores])
+    return Instances(pred.masks, np.asarray(scores, np.float32), pred.classes, pred.boxes)
+
+
 def evaluate_model(
     model: DetectionModel,
     chips: CocoChips,
@@ -106,6 +122,8 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """COCO AP (bbox, segm) and object-level P/R/F1 per class of ``model`` on ``chips``."""
     classes = list(model.info["classes"])
+    # the bundle's site scorer (its verifier) rescores every prediction, as in the service
+    scorer = getattr(model, "site_scorer", None)
     cat_ids = {c["name"]: c["id"] for c in chips.coco["categories"]}
     gt_images, gt_anns, results = [], [], []
     counts = np.zeros((len(classes), 3), np.int64)
@@ -113,6 +131,8 @@ def evaluate_model(
         samples = [chips[i] for i in batch]
         preds = model.predict(np.stack([s.image for s in samples]), score_threshold)
         for sample, pred in zip(samples, preds, strict=True):
+            if scorer is not None:
+                pred = _rescored(scorer, sample.image, pred, model.info)
             h, w = sample.image.shape[1:]
             gt_images.append({"id": sample.image_id, "height": h, "width": w})
             for mask, cls in zip(sample.masks, sample.classes, strict=True):

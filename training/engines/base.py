@@ -93,6 +93,16 @@ def pad_nodata(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def input_size(height: int, width: int, chip_size: int) -> int:
+    """The side a model input of (height, width) is padded to: the bundle's ``chip_size``, or for
+    a smaller input (a chip, a small scene) the next multiple of 32 (the backbones' stride), so a
+    48 px chip is not run as a 256 px one."""
+    side = max(height, width)
+    if not chip_size or side >= chip_size:
+        return chip_size
+    return min(chip_size, -(-side // 32) * 32)
+
+
 def normalize(images: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
     """Reflectance [N,C,H,W] -> zero-mean unit-std float32; NaN (nodata) -> 0 after normalising,
     i.e. nodata takes the band's mean."""
@@ -106,11 +116,13 @@ def normalize(images: np.ndarray, mean: list[float], std: list[float]) -> np.nda
 def prepare_input(images: np.ndarray, info: dict) -> np.ndarray:
     """THE input preparation of every model call (service, evaluation, labelling): reflectance
     [N,C,h,w] with NaN = nodata -> normalised float32 padded (bottom/right) to the bundle's
-    ``chip_size``; nodata and padding are 0, the band mean. ``predict`` crops its output back
+    ``chip_size`` (``input_size``: smaller inputs to a multiple of 32); nodata and padding are 0,
+    the band mean. ``predict`` crops its output back
     to (h, w) with ``Instances.cropped``."""
     norm = info["normalization"]
     images = check_images(images, len(norm["mean"]))
-    padded = pad_nodata(images, int(info.get("chip_size") or 0))
+    size = input_size(*images.shape[2:], int(info.get("chip_size") or 0))
+    padded = pad_nodata(images, size)
     return normalize(padded, norm["mean"], norm["std"])
 
 

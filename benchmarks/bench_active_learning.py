@@ -51,14 +51,9 @@ def main() -> None:
     import torch
 
     from imagery.gallery import load_gallery
+    from imagery.stats import roc_auc, sensitivity_at_specificity
     from labeling.active import pick, uncertainty, view_scores
-    from training.verifier import (
-        VerifierConfig,
-        roc_auc,
-        score_chips,
-        sensitivity_at_specificity,
-        train_verifier,
-    )
+    from training.verifier import VerifierConfig, score_chips, train_verifier
 
     torch.set_num_threads(args.threads)
     t0 = time.time()

@@ -180,12 +180,9 @@ def detector_and_verifier_scores(bundle: Path, chips, verifier, cfg) -> tuple:
 
 
 def stage_calibrate(work: Path, gallery, detector: Path) -> dict:
+    from imagery.stats import roc_auc, sensitivity_at_specificity, threshold_at_specificity
     from training.chip_benchmark import calibration
-    from training.verifier import (
-        fit_fusion,
-        roc_auc,
-        sensitivity_at_specificity,
-    )
+    from training.verifier import fit_fusion
 
     out = work / "calibration.json"
     if out.is_file():
@@ -198,8 +195,7 @@ def stage_calibrate(work: Path, gallery, detector: Path) -> dict:
     found = p_det > 0
     fusion = fit_fusion(p_det[found], p_ver[found], y[found])
     fused = np.where(found, fusion(np.maximum(p_det, 1e-6), p_ver), 0.0)
-    neg = np.sort(fused[~y])
-    at_spec = float(neg[min(int(np.ceil(SPECIFICITY * neg.size)), neg.size) - 1])
+    at_spec = threshold_at_specificity(fused[~y], SPECIFICITY)
     threshold = max(MIN_THRESHOLD, at_spec)
     figures = {
         "fusion": fusion.__dict__,

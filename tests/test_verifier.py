@@ -9,6 +9,7 @@ import pytest
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
+from imagery import stats
 from imagery.scene import ArrayScene, Grid
 from tests.real_parts import require_module
 
@@ -37,11 +38,11 @@ def test_roc_auc_and_sensitivity_match_their_definitions():
     labels = rng.random(300) < 0.3
     pos, neg = scores[labels], scores[~labels]
     pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
-    assert v.roc_auc(scores, labels) == pytest.approx(pairs)
+    assert stats.roc_auc(scores, labels) == pytest.approx(pairs)
     s = np.r_[np.linspace(0, 1, 100), [0.5, 0.99, 2.0]]
     y = np.r_[np.zeros(100, bool), [True, True, True]]
     # at specificity 0.98 the threshold is the 98th negative (0.9798): 0.99 and 2.0 pass
-    assert v.sensitivity_at_specificity(s, y, 0.98) == pytest.approx(2 / 3)
+    assert stats.sensitivity_at_specificity(s, y, 0.98) == pytest.approx(2 / 3)
 
 
 def test_training_learns_chip_labels_and_export_loads_into_a_bundle(tiny_bundle, tmp_path):

@@ -9,7 +9,6 @@ of look-alike, and whether scores read as probabilities (calibration).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from rasterio.transform import Affine
 from imagery.gallery import CHIP_PX, GALLERY_BANDS, NOMINAL_CRS, GalleryChips, nominal_transform
 from imagery.scene import ArrayScene, Grid
 from imagery.sensors import SENTINEL2_L1C
-from training.verifier import roc_auc, sensitivity_at_specificity
+from imagery.stats import roc_auc, sensitivity_at_specificity, threshold_at_specificity
 
 SPECIFICITIES = (0.95, 0.98, 0.99)
 
@@ -72,14 +71,6 @@ def predict_chips(predictor: Any, chips: GalleryChips, progress: bool = False) -
     return ChipScores(scores, sites, chips.labels.copy(), chips.categories.copy(), seconds, notes)
 
 
-def _threshold_at_specificity(neg_scores: np.ndarray, spec: float) -> float:
-    """The lowest threshold (scores strictly above it are flagged) that keeps at least ``spec``
-    of the negatives unflagged."""
-    neg = np.sort(neg_scores)
-    k = min(int(math.ceil(spec * neg.size)), neg.size)
-    return float(neg[k - 1]) if k > 0 else float("-inf")
-
-
 def calibration(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, Any]:
     """Reliability of scores read as P(mine): per-bin mean score vs observed frequency, expected
     calibration error (bin-weighted |gap|) and Brier score."""
@@ -117,7 +108,7 @@ def chip_metrics(result: ChipScores, threshold: float) -> dict[str, Any]:
         "flagged_mines_any_site": float((result.sites[labelled][y] > 0).mean()),
     }
     thresholds = {
-        f"spec{spec:.2f}": _threshold_at_specificity(s[~y], spec) for spec in SPECIFICITIES
+        f"spec{spec:.2f}": threshold_at_specificity(s[~y], spec) for spec in SPECIFICITIES
     }
     for spec in SPECIFICITIES:
         out[f"sensitivity_at_spec{spec:.2f}"] = sensitivity_at_specificity(s, y, spec)

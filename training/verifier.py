@@ -15,7 +15,6 @@ rotations and shifts.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from rasterio.windows import Window
 from torch import nn
+
+from imagery.stats import logistic_fit, roc_auc, sensitivity_at_specificity
 
 CONTEXT_PX = 48
 BANDS = ("B02", "B03", "B04")
@@ -161,37 +162,6 @@ def _ema_step(avg: torch.Tensor, new: torch.Tensor, n: int, decay: float) -> tor
     run is not dominated by the random initial weights."""
     d = min(decay, (1 + n) / (10 + n))
     return d * avg + (1 - d) * new
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half)."""
-    labels = np.asarray(labels).astype(bool)
-    pos, neg = int(labels.sum()), int((~labels).sum())
-    if pos == 0 or neg == 0:
-        return float("nan")
-    ranks = _average_ranks(np.asarray(scores, np.float64))
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties given their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], values.size]
-    ranks = np.empty(values.size, np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
-
-
-def sensitivity_at_specificity(scores: np.ndarray, labels: np.ndarray, spec: float) -> float:
-    labels = np.asarray(labels).astype(bool)
-    neg = np.sort(scores[~labels])
-    if neg.size == 0 or labels.sum() == 0:
-        return float("nan")
-    k = min(int(math.ceil(spec * neg.size)), neg.size - 1)
-    threshold = neg[k - 1] if k > 0 else -np.inf
-    return float((scores[labels] > threshold).mean())
 
 
 def build(cfg: VerifierConfig) -> ContextVerifier:
@@ -331,17 +301,8 @@ def fit_fusion(
     p_detector: np.ndarray, p_verifier: np.ndarray, labels: np.ndarray, l2: float = 1e-3
 ) -> Fusion:
     """Logistic regression of the label on (logit detector, logit verifier), by Newton steps."""
-    x = np.column_stack([_logit(p_detector), _logit(p_verifier), np.ones(len(labels))])
-    y = np.asarray(labels, np.float64)
-    w = np.zeros(3)
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
-        grad = x.T @ (p - y) + l2 * np.r_[w[:2], 0.0]
-        hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.diag([1.0, 1.0, 0.0])
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
+    x = np.column_stack([_logit(p_detector), _logit(p_verifier)])
+    w = logistic_fit(x, labels, l2=l2)
     return Fusion(float(w[0]), float(w[1]), float(w[2]))
 
 

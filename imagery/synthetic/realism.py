@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from imagery.stats import logistic_fit, roc_auc
+
 SATURATION = 0.3  # the gallery's rendering: reflectance / 0.3 -> 0..255
 LEVELS = 255
 MIN_VALID = 0.9  # chips with fewer valid pixels (the gallery's 32 px set) are left out
@@ -163,41 +165,6 @@ def frechet_distance(real_feats: np.ndarray, gen_feats: np.ndarray) -> float:
     return float(((ma - mb) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * cross)
 
 
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (ties count one half): P(score of a 1 > score of a 0)."""
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
-    n1, n0 = int(labels.sum()), int((~labels).sum())
-    if n1 == 0 or n0 == 0:
-        raise ValueError("AUROC needs both classes")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks over ties
-    edges = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], edges])
-    ends = np.concatenate([edges, [len(scores)]])
-    for s, e in zip(starts, ends, strict=True):
-        ranks[order[s:e]] = 0.5 * (s + e - 1) + 1
-    return float((ranks[labels].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _logistic_fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 25) -> np.ndarray:
-    """L2-regularised logistic regression by Newton's method (deterministic); weights [F+1]."""
-    xb = np.hstack([x, np.ones((len(x), 1))])
-    w = np.zeros(xb.shape[1])
-    reg = np.full(xb.shape[1], l2)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-np.clip(xb @ w, -30, 30)))
-        grad = xb.T @ (p - y) + reg * w
-        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(reg + 1e-9)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
-
-
 def _knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int) -> np.ndarray:
     d = (test_x**2).sum(1)[:, None] - 2 * test_x @ train_x.T + (train_x**2).sum(1)[None]
     nearest = np.argpartition(d, k, axis=1)[:, :k]
@@ -230,13 +197,13 @@ def domain_auroc(
         mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-9
         xtr, xte = (x[tr] - mu) / sd, (x[te] - mu) / sd
         if classifier == "logistic":
-            w = _logistic_fit(xtr, y[tr])
+            w = logistic_fit(xtr, y[tr], l2=1.0, iters=25)
             scores[te] = xte @ w[:-1] + w[-1]
         elif classifier == "knn":
             scores[te] = _knn_scores(xtr, y[tr], xte, k)
         else:
             raise ValueError(f"unknown classifier {classifier!r}: logistic or knn")
-    return auroc(scores, y)
+    return roc_auc(scores, y)
 
 
 @dataclass

@@ -34,8 +34,8 @@ from imagery.synthetic.output import write_large_tile, write_scene  # noqa: E402
 from imagery.windows import WindowSpec, iter_windows  # noqa: E402
 from service.batching import autocast, resolve_precision  # noqa: E402
 from service.client import DetectionClient  # noqa: E402
-from service.predictor import DEFAULT_MIN_SCORE  # noqa: E402
 from service.server import DetectionServer, ServerConfig, load_model  # noqa: E402
+from training.engines.base import DEFAULT_MIN_SCORE  # noqa: E402
 
 
 def _peak_rss_mb() -> float:

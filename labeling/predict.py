@@ -91,7 +91,9 @@ class BundlePredictor:
             scorer = getattr(self.model, "site_scorer", None)
             min_score = self.min_score
             if min_score is None:
-                min_score = float(self.model.info.get("default_threshold", 0.5))
+                from training.engines.base import default_threshold
+
+                min_score = default_threshold(self.model.info)
             # With a site scorer (the bundle's verifier) every site the model reports is
             # rescored before the threshold, as the service does.
             found = self.model.predict(values[None], 0.0 if scorer else min_score)[0]

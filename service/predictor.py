@@ -37,8 +37,6 @@ from service.windows import WindowSource
 
 __all__ = ["DetectOptions", "Predictor", "Progress", "Site", "TileResult", "tile_id_for"]
 
-DEFAULT_MIN_SCORE = 0.5  # for bundles that name no default threshold of their own
-
 
 @dataclass(frozen=True)
 class DetectOptions:
@@ -152,12 +150,16 @@ class Predictor:
     @property
     def default_min_score(self) -> float:
         """The bundle's default threshold (chosen from its calibration), else 0.5."""
-        return float(self.info.get("default_threshold", DEFAULT_MIN_SCORE))
+        from training.engines.base import default_threshold  # numpy only
+
+        return default_threshold(self.info)
 
     @property
     def detector_floor(self) -> float:
         """The lowest model score a site may have to reach the site scorer."""
-        return float((self.info.get("verifier") or {}).get("min_detector_score", 0.05))
+        from training.engines.base import score_floor  # numpy only
+
+        return score_floor(self.info)
 
     def resolve(self, options: DetectOptions | None) -> DetectOptions:
         """Options with ``min_score`` set (None: the bundle's default threshold)."""

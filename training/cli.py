@@ -70,8 +70,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, help="also write the full metrics JSON here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON, not a table")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when present)")
-    p.add_argument("--score-threshold", type=float, default=0.05)
-    p.add_argument("--f1-score-threshold", type=float, default=0.5)
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        help="lowest score kept for AP (default: all the bundle's network reports)",
+    )
+    p.add_argument(
+        "--f1-score-threshold",
+        type=float,
+        help="score a site needs to count in F1 (default: the bundle's default threshold)",
+    )
     p.add_argument("--batch-size", type=int, default=4)
     p.set_defaults(handler=_evaluate)
 

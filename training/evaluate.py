@@ -116,11 +116,17 @@ def evaluate_model(
     model: DetectionModel,
     chips: CocoChips,
     batch_size: int = 4,
-    score_threshold: float = 0.05,
-    f1_score_threshold: float = 0.5,
+    score_threshold: float | None = None,
+    f1_score_threshold: float | None = None,
     iou_threshold: float = 0.5,
 ) -> dict[str, Any]:
     """COCO AP (bbox, segm) and object-level P/R/F1 per class of ``model`` on ``chips``."""
+    from training.engines.base import default_threshold, score_floor
+
+    if score_threshold is None:  # every detection the network reports
+        score_threshold = score_floor(model.info)
+    if f1_score_threshold is None:  # the threshold users get: the bundle's default
+        f1_score_threshold = default_threshold(model.info)
     classes = list(model.info["classes"])
     # the bundle's site scorer (its verifier) rescores every prediction, as in the service
     scorer = getattr(model, "site_scorer", None)

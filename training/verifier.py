@@ -348,14 +348,22 @@ class SiteVerifier:
         fusion = Fusion(**spec.get("fusion", {}))
         return cls(model.to(device), cfg, fusion, device, int(spec.get("context_px", CONTEXT_PX)))
 
+    def origins(self, scene: Any, centres: list[tuple[float, float]]) -> list[tuple[int, int]]:
+        """The (col, row) first pixel of each centre's context chip."""
+        px, g = self.context_px, scene.grid
+        return [(_start(col, px, g.width), _start(row, px, g.height)) for col, row in centres]
+
     def context(self, scene: Any, centres: list[tuple[float, float]]) -> np.ndarray:
         """float32 [N,3,px,px] reflectance (B02,B03,B04) around (col, row) centres."""
+        return self.chips_at(scene, self.origins(scene, centres))
+
+    def chips_at(self, scene: Any, origins: list[tuple[int, int]]) -> np.ndarray:
+        """float32 [N,3,px,px] reflectance (B02,B03,B04) from (col, row) first pixels; the parts
+        outside the scene are nodata."""
         idx = [scene.bands.index(b) for b in BANDS]
         px, g = self.context_px, scene.grid
-        out = np.full((len(centres), len(BANDS), px, px), np.nan, np.float32)
-        for k, (col, row) in enumerate(centres):
-            c0 = _start(col, px, g.width)
-            r0 = _start(row, px, g.height)
+        out = np.full((len(origins), len(BANDS), px, px), np.nan, np.float32)
+        for k, (c0, r0) in enumerate(origins):
             c1, r1 = min(g.width, c0 + px), min(g.height, r0 + px)
             data = scene.read(Window(max(c0, 0), max(r0, 0), c1 - max(c0, 0), r1 - max(r0, 0)))
             oc, orow = max(0, -c0), max(0, -r0)
@@ -374,7 +382,12 @@ class SiteVerifier:
         if not found:
             return found
         centres = [(c.pixels.centroid.x, c.pixels.centroid.y) for c in found]
-        p_verifier = self.probabilities(self.context(scene, centres))
+        # sites sharing a context chip (all sites of a scene no larger than it) are scored once
+        origins = self.origins(scene, centres)
+        unique = list(dict.fromkeys(origins))
+        p_unique = self.probabilities(self.chips_at(scene, unique))
+        at = {o: k for k, o in enumerate(unique)}
+        p_verifier = np.array([p_unique[at[o]] for o in origins])
         scores = self.fusion(np.array([c.score for c in found]), p_verifier)
         return [c.rescored(float(s)) for c, s in zip(found, scores, strict=True)]
 
@@ -395,9 +408,12 @@ def export_verifier(
     default_threshold: float,
     metrics: dict | None = None,
     trained_with: str = "",
+    min_detector_score: float | None = None,
 ) -> None:
     """Add a verifier to an exported bundle: ``verifier.pt`` (fp16) and bundle.json's
-    ``verifier`` entry and ``default_threshold``."""
+    ``verifier`` entry and ``default_threshold``. ``min_detector_score``: the lowest detector
+    score a site may have to be rescored (the network is loaded to report down to it; default
+    ``training.engines.base.SCORE_FLOOR``)."""
     import json
 
     from training.bundle import read_info, sha256_of
@@ -418,5 +434,7 @@ def export_verifier(
         "metrics": metrics or {},
         "trained_with": trained_with,
     }
+    if min_detector_score is not None:
+        info["verifier"]["min_detector_score"] = float(min_detector_score)
     info["default_threshold"] = float(default_threshold)
     (bundle_dir / "bundle.json").write_text(json.dumps(info, indent=2))

@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 # concurrent calls with different thresholds cannot change each other's results.
 SCORE_FLOOR = 0.05
 
+DEFAULT_MIN_SCORE = 0.5  # for bundles that name no default threshold of their own
+
+
+def default_threshold(info: dict) -> float:
+    """The score a site needs when the caller names none: the bundle's ``default_threshold``
+    (chosen from its calibration), else ``DEFAULT_MIN_SCORE``."""
+    return float(info.get("default_threshold", DEFAULT_MIN_SCORE))
+
+
+def score_floor(info: dict) -> float:
+    """The lowest score a loaded network reports: ``SCORE_FLOOR``, or lower where the bundle's
+    site scorer wants weaker detections to rescore (``verifier.min_detector_score``)."""
+    wanted = (info.get("verifier") or {}).get("min_detector_score", SCORE_FLOOR)
+    return min(SCORE_FLOOR, float(wanted))
+
 
 @dataclass
 class Instances:

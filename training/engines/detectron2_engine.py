@@ -39,7 +39,14 @@ from imagery.errors import AsmSpotterError, Reason
 from training.config import TrainConfig
 from training.data import TrainData
 from training.devices import resolve_device
-from training.engines.base import SCORE_FLOOR, DetectionModel, Engine, Instances, prepare_input
+from training.engines.base import (
+    SCORE_FLOOR,
+    DetectionModel,
+    Engine,
+    Instances,
+    prepare_input,
+    score_floor,
+)
 from training.engines.detectron2_config import build_config
 from training.engines.detectron2_data import (
     EpochDataset,
@@ -402,6 +409,7 @@ class Detectron2Engine(Engine):
         cfg = TrainConfig.from_dict(info["config"])
         cfg.init_weights = None
         d2cfg = build_config(cfg, device)
+        d2cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_floor(info)
         model = build_model(d2cfg)
         weights = Path(bundle_dir) / info["weights"]
         if not weights.is_file():

@@ -33,6 +33,7 @@ from training.engines.base import (
     Engine,
     Instances,
     prepare_input,
+    score_floor,
 )
 
 RESNETS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
@@ -222,6 +223,7 @@ class TorchvisionEngine(Engine):
         cfg = TrainConfig.from_dict(info["config"])
         cfg.init_weights = None
         model = build_model(cfg)
+        model.roi_heads.score_thresh = score_floor(info)
         weights = Path(bundle_dir) / info["weights"]
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

@@ -10,7 +10,10 @@ from imagery.errors import AsmSpotterError, Reason
 from labeling.config import REVIEW_TITLE
 
 TITLE_HELP = "project title (the project's identity: init is idempotent by title)"
-DEFAULT_STORE = "sqlite:///asmspotter-monitor.sqlite"
+STORE_HELP = (
+    "monitoring store with the alerts (default: $ASMSPOTTER_STORE, else "
+    "$XDG_DATA_HOME/asmspotter/monitor.sqlite, as `monitor` and `watch`)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -110,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("alerts", help="turn raised early-warning alerts into review tasks")
     common(p)
-    p.add_argument("--store", default=DEFAULT_STORE, help="monitoring store with the alerts")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--area", help="only this watched area")
     p.add_argument("--chip-size", type=int, default=64, help="smallest chip, pixels")
     p.add_argument("--folder", type=Path, help="where chips go (default FILES_ROOT/<slug>)")
@@ -136,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("reviews", help="write the alert reviews into the monitoring store")
     common(p, files=False)
-    p.add_argument("--store", default=DEFAULT_STORE, help="monitoring store with the alerts")
+    p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(handler=_reviews, title=REVIEW_TITLE)
 
 
@@ -276,11 +279,12 @@ def _export(args: argparse.Namespace) -> int:
 def _alerts(args: argparse.Namespace) -> int:
     from labeling.project import document_root, slug
     from labeling.reviews import push_alerts
-    from monitoring.store import Store
+    from monitoring.store import Store, default_store_url
 
     root = document_root(args.files_root)
     folder = args.folder or root / slug(args.title)
-    with Store(args.store) as store:
+    # A store that does not exist is refused before Label Studio is asked (no empty database).
+    with Store(args.store or default_store_url(), create=False) as store:
         created, there = push_alerts(
             _client(args), store, args.title, root, folder, args.area, args.chip_size
         )
@@ -292,11 +296,11 @@ def _reviews(args: argparse.Namespace) -> int:
     from labeling.export import fetch_tasks
     from labeling.project import require_project
     from labeling.reviews import pull_reviews
-    from monitoring.store import Store
+    from monitoring.store import Store, default_store_url
 
-    ls = _client(args)
-    tasks = fetch_tasks(ls, require_project(ls, args.title))
-    with Store(args.store) as store:
+    with Store(args.store or default_store_url(), create=False) as store:
+        ls = _client(args)
+        tasks = fetch_tasks(ls, require_project(ls, args.title))
         counts = pull_reviews(store, tasks)
     print(", ".join(f"{n} {k}" for k, n in counts.items()) + f" (of {len(tasks)} tasks)")
     return 0

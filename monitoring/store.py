@@ -210,8 +210,8 @@ class Store:
                 if not create:
                     raise AsmSpotterError(
                         Reason.FILE_NOT_FOUND,
-                        "no monitoring store here (`asmspotter monitor run` creates one); check "
-                        "--store or $ASMSPOTTER_STORE",
+                        "no monitoring store here (`asmspotter monitor run` or `watch add` "
+                        "creates one); check --store or $ASMSPOTTER_STORE",
                         str(path),
                     )
                 self.created = True

@@ -99,8 +99,11 @@ def _add(args: argparse.Namespace) -> int:
     from imagery.vector import read_features
     from monitoring.areas import Rules, Source, WatchedArea, Webhook, save_area, zones_collection
     from monitoring.fetch import area_geometry
-    from monitoring.store import Store, default_store_url
+    from monitoring.monitor import iso_date
+    from monitoring.store import Store, check_store_url, default_store_url
 
+    url = args.store or default_store_url()
+    check_store_url(url)
     area = WatchedArea(
         name=args.name,
         geometry=area_geometry(args.area),
@@ -120,7 +123,10 @@ def _add(args: argparse.Namespace) -> int:
         concessions=zones_collection(read_features(args.concessions)) if args.concessions else None,
         protected=zones_collection(read_features(args.protected)) if args.protected else None,
     )
-    with Store(args.store or default_store_url()) as s:
+    area.rules.check()  # every setting checked before a store is opened (or made)
+    area.since = iso_date(area.since)
+    with Store(url) as s:
+        _note_created(s)
         added = save_area(s, area)
     print(f"{'added' if added else 'updated'} watched area {args.name!r} (since {area.since})")
     return 0
@@ -131,7 +137,7 @@ def _list(args: argparse.Namespace) -> int:
     from monitoring.areas import area_summary, load_areas
     from monitoring.store import Store, default_store_url
 
-    with Store(args.store or default_store_url()) as s:
+    with Store(args.store or default_store_url(), create=False) as s:
         areas = load_areas(s)
         rows = [(a, area_summary(s, a.name)) for a in areas]
     if not rows:
@@ -151,10 +157,19 @@ def _remove(args: argparse.Namespace) -> int:
     from monitoring.areas import remove_area
     from monitoring.store import Store, default_store_url
 
-    with Store(args.store or default_store_url()) as s:
+    with Store(args.store or default_store_url(), create=False) as s:
         remove_area(s, args.name)
     print(f"removed watched area {args.name!r} (runs, sites and alerts kept)")
     return 0
+
+
+def _note_created(store: Any) -> None:
+    """Say so when a command made a new, empty store (a mistyped --store shows here)."""
+    from imagery import feedback
+    from monitoring.store import store_label
+
+    if store.created:
+        feedback.notice(f"created a new monitoring store: {store_label(store.url)}")
 
 
 def _detector(args: argparse.Namespace) -> Any:
@@ -187,14 +202,17 @@ class _Stop:
 
 def _run(args: argparse.Namespace) -> int:
     from imagery.errors import AsmSpotterError
-    from monitoring.store import Store, default_store_url, user_data_dir
+    from monitoring.store import Store, check_store_url, default_store_url, user_data_dir
     from monitoring.watch import describe_alert, run_pass, write_outputs
 
+    url = args.store or default_store_url()
+    check_store_url(url)
     stop = _Stop() if args.loop else None
     detector = _detector(args)
     failed = False
     try:
-        with Store(args.store or default_store_url()) as store:
+        with Store(url) as store:
+            _note_created(store)
             while True:
                 try:
                     result = run_pass(

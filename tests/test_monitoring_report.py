@@ -206,6 +206,13 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main(["monitor", "report", "--store", store, "--area", "y", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error [FILE_NOT_FOUND]: ") and "no monitoring store" in err
+    # So it is for every command that reads the store (Label Studio is never asked).
+    nowhere = ["--url", "http://127.0.0.1:1", "--token", "t"]
+    for cmd in (["label", "alerts", "--files-root", str(tmp_path)], ["label", "reviews"]):
+        assert main([*cmd, "--store", store, *nowhere]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error [FILE_NOT_FOUND]: ") and "no monitoring store" in err
+        assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "s.sqlite").exists()
     ok = [*base, "--store", store, "--date", "2024-01-01", "--model-version", "m-1"]
     assert main([*ok, "--weights-sha256", "none"]) == 0

@@ -325,12 +325,21 @@ def test_bad_input_is_one_line(zones, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error [FILE_NOT_FOUND]")
     assert main([*base, "--area", str(area), "--confirm-views", "0"]) == 2
     assert "confirm_views must be >= 1" in capsys.readouterr().err
+    # A mistyped store is an error for list and remove, not an empty database made on the way.
+    for cmd in (["watch", "list"], ["watch", "remove", "x"]):
+        assert main([*cmd, "--store", store]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error [FILE_NOT_FOUND]: ") and "no monitoring store" in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "w.sqlite").exists()
+    # add makes the store and says so, once.
+    assert main([*base, "--area", str(area), "--since", "2020-01-01"]) == 0
+    assert "note: created a new monitoring store" in capsys.readouterr().err
     assert main(["watch", "remove", "nowhere", "--store", store]) == 2
     assert "no watched area named nowhere" in capsys.readouterr().err
     # An unreachable STAC API stops that area's pass only; the command says so and exits 2.
-    assert main([*base, "--area", str(area), "--since", "2020-01-01"]) == 0
     assert main(["watch", "add", "y", *base[3:], "--area", str(area)]) == 0
-    capsys.readouterr()
+    assert "created a new monitoring store" not in capsys.readouterr().err
     args = ["watch", "run", "--store", store, "--server", "127.0.0.1:1", "--data-dir",
             str(tmp_path)]  # fmt: skip
     assert main(args) == 2
@@ -341,6 +350,12 @@ def test_bad_input_is_one_line(zones, tmp_path, capsys):
     assert main(["watch", "list", "--store", store]) == 0
     out = capsys.readouterr().out
     assert out.count("0 acquisitions") == 2 and "last seen -" in out
+    # run may start a store of its own (cron before any add), but it says so.
+    other = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    assert main(["watch", "run", "--store", other, *args[4:]]) == 0
+    captured = capsys.readouterr()
+    assert "note: created a new monitoring store" in captured.err
+    assert "new.sqlite" in captured.err and (tmp_path / "new.sqlite").is_file()
 
 
 def test_loop_survives_failing_passes_and_stops_on_sigterm(zones, tmp_path):

@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a Mask R-CNN on a COCO chip dataset",
         description="Train with a config file plus key=value overrides, e.g. "
-        "`asmspotter train --config training/configs/default.yaml --data DS max_iter=500`. "
-        "Uses CUDA (with AMP) when present, else the CPU.",
+        "`asmspotter train --config training/configs/default.yaml --data data/syn "
+        "--out runs/default max_iter=500`. Uses CUDA when present (the torchvision engine with "
+        "AMP), else the CPU.",
     )
     p.add_argument("--config", type=Path, help="YAML/JSON config (defaults when omitted)")
     p.add_argument("--data", type=Path, help="dataset folder: DIR/{train,val}/ or split field")

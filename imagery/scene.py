@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import rasterio
 from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -163,7 +164,11 @@ def _open_raster(path: str | Path) -> rasterio.DatasetReader:
     if not Path(path).exists():
         raise ImageryError(Reason.FILE_NOT_FOUND, "no such file", path)
     try:
-        return rasterio.open(path)
+        # A raster without a geotransform opens with an identity transform and rasterio's
+        # NotGeoreferencedWarning; check_transform refuses it with the project's own line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
     except RASTER_ERRORS as exc:
         raise ImageryError(
             Reason.NOT_A_GEOTIFF, f"not a readable GeoTIFF/JP2 raster ({_why(exc)})", path
@@ -171,7 +176,17 @@ def _open_raster(path: str | Path) -> rasterio.DatasetReader:
 
 
 def check_transform(transform: Affine, path: str) -> None:
-    """GEOTRANSFORM_INVALID unless pixels have a finite, non-zero size (sites need an area)."""
+    """GEOTRANSFORM_INVALID unless the raster has a geotransform (GDAL's stand-in for none is
+    the identity, 1 m pixels at 0, 0: never a real tile's) whose pixels have a finite, non-zero
+    size (sites need an area)."""
+    if transform.is_identity:
+        raise ImageryError(
+            Reason.GEOTRANSFORM_INVALID,
+            "raster has no geotransform (not georeferenced: its pixels have no place or size); "
+            "write the tile's real transform (e.g. gdal_edit.py -a_ullr) or use "
+            "`asmspotter stack`",
+            path,
+        )
     if not all(np.isfinite(v) for v in transform[:6]) or not abs(transform.determinant) > 0:
         raise ImageryError(
             Reason.GEOTRANSFORM_INVALID,

@@ -70,6 +70,27 @@ def _truncated(tmp: Path) -> Path:
     return bad
 
 
+def _no_geotransform(tmp: Path) -> Path:
+    """A CRS but no geotransform: rasterio reads it with NotGeoreferencedWarning and an identity
+    transform (1 m pixels at 0, 0), which would be a silent wrong answer."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    path = tmp / "nogeotransform.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=6,
+                           dtype="uint16", crs="EPSG:32629", nodata=0) as dst:  # fmt: skip
+            dst.write(np.full((6, 32, 32), 1200, np.uint16))
+            dst.descriptions = BANDS
+    with warnings.catch_warnings(record=True) as seen:  # the real warning path, not a fake
+        warnings.simplefilter("always")
+        rasterio.open(path).close()
+    assert any(issubclass(w.category, NotGeoreferencedWarning) for w in seen)
+    return path
+
+
 def _nan(tmp: Path) -> Path:
     data = np.full((6, 32, 32), 0.1, np.float32)
     data[:, 3, 4] = np.nan
@@ -103,6 +124,7 @@ CASES = {
         "CRS_MISSING",
         "no CRS",
     ),
+    "no geotransform": (_no_geotransform, "GEOTRANSFORM_INVALID", "no geotransform"),
     "truncated file": (_truncated, "NOT_A_GEOTIFF", "truncated"),
     "not a GeoTIFF": (
         lambda t: (t / "notes.tif").write_text("not a raster") and t / "notes.tif",
@@ -139,3 +161,16 @@ def test_good_input_still_works(tmp_path: Path) -> None:
     result = _cli("stack", tile, "-o", tmp_path / "out.tif", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "100.0% valid" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["detect", "--local", "--quiet", "-o", "s.json"]])
+def test_no_geotransform_is_one_line_everywhere(command: list[str], tmp_path: Path) -> None:
+    """inspect and detect read the tile through the same scene reader as stack: the same line."""
+    bad = _no_geotransform(tmp_path)
+    args = [a if a != "s.json" else tmp_path / "s.json" for a in command]
+    result = _cli(args[0], bad, *args[1:])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error [GEOTRANSFORM_INVALID]: "), lines
+    assert "no geotransform" in lines[0] and "Warning" not in result.stderr
+    assert not (tmp_path / "s.json").exists()

@@ -198,6 +198,15 @@ class PolygonPredictor:
             features.crs,
         )
         self.classes = [c for c in self.classes if c != SKIP]
+        if not any(g is not None and not g.is_empty for g in self.source.geometries):
+            skipped = len(features) - len(self.source)
+            raise AsmSpotterError(
+                Reason.INVALID_ARGUMENT,
+                f"no polygons to suggest: the file has {len(features)} feature(s)"
+                + (f", {skipped} skipped by --label-map" if skipped else "")
+                + "; nothing was added",
+                self.path,
+            )
         self.model_version = f"polygons-{Path(path).stem}"
         self._by_crs: dict[str, tuple[shapely.STRtree, list, list]] = {}
         self._chips: list[BaseGeometry] = []  # chip footprints in WGS84, for the overlap check

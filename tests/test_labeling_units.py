@@ -235,3 +235,112 @@ def test_west_africa_labels_need_a_mapping(capsys):
     assert mapped.classes.count("pit") == 314 and mapped.classes.count("pond") == 133
     PolygonPredictor(WEST_AFRICA)  # no field named: every polygon is --label, and it says so
     assert "its field 'label' holds ['0', '1', '2']" in capsys.readouterr().err
+
+
+# ---- label predict --polygons: a file in the wrong CRS, polygons that miss every chip ----
+
+# A 300 m square pit near Obuasi (Ghana, UTM zone 30N) and two chips: one over it, one in Morocco.
+PIT_UTM30 = box(628000, 690000, 628300, 690300)
+PIT_WGS84 = reproject(PIT_UTM30, "EPSG:32630", "EPSG:4326")
+FAR_AWAY = box(-8.01, 31.0, -8.0, 31.01)  # the 29RKH sample tile's area
+ELSEWHERE = box(-70.5, -13.0, -70.49, -12.99)  # Madre de Dios, Peru
+
+
+def _polygons(path: Path, geom, crs: str | None) -> Path:
+    """One polygon with a `label` field, as GeoJSON (crs None: no `crs` member) or GeoPackage."""
+    import warnings
+
+    pyogrio = require_module("pyogrio")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided")
+        pyogrio.raw.write(
+            path,
+            np.array([shapely.to_wkb(geom)], dtype=object),
+            [np.array(["pit"], dtype=object)],
+            ["label"],
+            driver="GPKG" if path.suffix == ".gpkg" else "GeoJSON",
+            geometry_type="Polygon",
+            crs=crs,
+        )
+    return path
+
+
+class _Tasks:
+    """Label Studio's task and prediction calls as push_predictions makes them, recorded."""
+
+    def __init__(self, chips: list[dict]) -> None:
+        self.created: list[dict] = []
+        self.tasks = self
+        self.predictions = self
+        self._tasks = [
+            type("Task", (), {"id": i + 1, "data": data, "predictions": []})()
+            for i, data in enumerate(chips)
+        ]
+
+    def list(self, project: int, resolve_uri: bool) -> list:
+        return self._tasks
+
+    def create(self, task: int, **prediction) -> None:
+        self.created.append({"task": task, **prediction})
+
+
+@pytest.mark.parametrize(
+    ("name", "geom", "crs", "words"),
+    [
+        # GeoJSON without a `crs` member is WGS84 by definition: UTM numbers are out of range
+        ("utm-without-crs.geojson", PIT_UTM30, None, "outside the range of EPSG:4326"),
+        ("degrees-in-utm.gpkg", PIT_WGS84, "EPSG:32630", "look like degrees"),
+        ("utm-in-degrees.gpkg", PIT_UTM30, "EPSG:4326", "outside the range of EPSG:4326"),
+    ],
+)
+def test_polygons_in_the_wrong_crs_are_refused(tmp_path, name, geom, crs, words):
+    """Coordinates outside the range of the declared (or assumed) CRS: CRS_MISMATCH at once,
+    naming the extent, before any task is touched; never an empty prediction per task."""
+    path = _polygons(tmp_path / name, geom, crs)
+    with pytest.raises(AsmSpotterError) as err:
+        PolygonPredictor(path)
+    assert err.value.reason == "CRS_MISMATCH" and err.value.path == str(path)
+    assert words in str(err.value) and "ogr2ogr -a_srs" in str(err.value)
+
+
+def test_polygons_that_miss_every_chip_add_nothing(tmp_path):
+    from labeling.predict import push_predictions
+
+    over, _, _ = _chip_over(PIT_WGS84)
+    away, _, _ = _chip_over(FAR_AWAY)
+    # A file right about itself: the chip over the pit gets it, the other one an empty prediction.
+    good = PolygonPredictor(_polygons(tmp_path / "pit.gpkg", PIT_UTM30, "EPSG:32630"))
+    ls = _Tasks([over, away])
+    assert push_predictions(ls, 1, good, tmp_path) == (2, 1)
+    assert [len(p["result"]) > 0 for p in ls.created] == [True, False]
+    # The same numbers declared in the neighbouring zone (valid there, 6 degrees east) and a file
+    # of another area: no polygon lands on any chip, so nothing is written and the user is told.
+    wrong_zone = _polygons(tmp_path / "zone31.gpkg", PIT_UTM30, "EPSG:32631")
+    elsewhere = _polygons(tmp_path / "peru.geojson", ELSEWHERE, None)
+    for path in (wrong_zone, elsewhere):
+        predictor = PolygonPredictor(path)  # in range of its CRS: accepted on its own
+        ls = _Tasks([over, away, away])
+        with pytest.raises(AsmSpotterError) as err:
+            push_predictions(ls, 1, predictor, tmp_path)
+        assert ls.created == []
+        message = str(err.value)
+        assert err.value.reason == "INVALID_ARGUMENT" and err.value.path == str(path)
+        assert "none of the 1 polygons overlaps any of the 3 chips" in message
+        assert "check the file's area and CRS; nothing was added" in message
+        assert "lon " in message and "lat " in message
+
+
+def test_a_file_with_no_polygon_to_suggest_is_refused(tmp_path):
+    """All polygons skipped by --label-map (or none at all): one clear refusal at once, not a
+    ValueError from an empty extent after the tasks were listed."""
+    path = _polygons(tmp_path / "pit.gpkg", PIT_UTM30, "EPSG:32630")
+    with pytest.raises(AsmSpotterError) as err:
+        PolygonPredictor(path, label_field="label", label_map={"pit": "skip"})
+    assert err.value.reason == "INVALID_ARGUMENT" and err.value.path == str(path)
+    assert "no polygons to suggest: the file has 1 feature(s), 1 skipped by --label-map" in str(
+        err.value
+    )
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    with pytest.raises(AsmSpotterError, match="no polygons to suggest: the file has 0 feature"):
+        PolygonPredictor(empty)

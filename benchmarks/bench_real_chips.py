@@ -36,8 +36,14 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
         f"  mines with any site {m['flagged_mines_any_site']:.4f}",
         f"  default threshold {d['threshold']:.4f}: sensitivity {d['sensitivity']:.4f}"
         f" specificity {d['specificity']:.4f} precision {d['precision']:.4f} f1 {d['f1']:.4f}",
-        "  false-positive rate by category at the default threshold: "
-        + ", ".join(f"{c} {r:.4f}" for c, r in d["fpr_by_category"].items()),
+    ]
+    for name, point in m["operating_points"].items():
+        where = "the default threshold" if name == "default" else f"specificity {name[-4:]}"
+        lines.append(
+            f"  false-positive rate by category at {where} ({point['threshold']:.4f}): "
+            + ", ".join(f"{c} {r:.4f}" for c, r in point["fpr_by_category"].items())
+        )
+    lines += [
         f"  calibration: ece {m['calibration']['ece']:.4f} brier {m['calibration']['brier']:.4f}",
     ]
     for row in m["calibration"]["reliability"]:

@@ -58,8 +58,10 @@ def build_config(
     output_dir: str = "",
     world: int = 1,
     n_train: int = 0,
+    score_floor: float = SCORE_FLOOR,
 ) -> CfgNode:
-    """A frozen Detectron2 ``CfgNode`` for ``cfg`` on ``device`` (``world`` processes)."""
+    """A frozen Detectron2 ``CfgNode`` for ``cfg`` on ``device`` (``world`` processes); the
+    network reports detections from ``score_floor`` up (``training.engines.base.score_floor``)."""
     depth = DEPTHS.get(cfg.backbone)
     if depth is None:
         raise AsmSpotterError(
@@ -105,7 +107,7 @@ def build_config(
     m.RPN.BATCH_SIZE_PER_IMAGE = cfg.rpn_batch_size_per_image
     m.ROI_HEADS.NUM_CLASSES = len(cfg.classes)
     m.ROI_HEADS.BATCH_SIZE_PER_IMAGE = cfg.roi_batch_size_per_image
-    m.ROI_HEADS.SCORE_THRESH_TEST = SCORE_FLOOR  # fixed: predict filters per call
+    m.ROI_HEADS.SCORE_THRESH_TEST = score_floor  # fixed: predict filters per call
     m.ROI_BOX_HEAD.FC_DIM = cfg.box_head_dim
     d2.TEST.DETECTIONS_PER_IMAGE = cfg.detections_per_image
     d2.TEST.EVAL_PERIOD = cfg.eval_period

@@ -408,8 +408,7 @@ class Detectron2Engine(Engine):
     def load(self, bundle_dir: Path, info: dict, device: str) -> DetectionModel:
         cfg = TrainConfig.from_dict(info["config"])
         cfg.init_weights = None
-        d2cfg = build_config(cfg, device)
-        d2cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_floor(info)
+        d2cfg = build_config(cfg, device, score_floor=score_floor(info))
         model = build_model(d2cfg)
         weights = Path(bundle_dir) / info["weights"]
         if not weights.is_file():

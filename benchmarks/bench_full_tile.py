@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--bundle", help="model bundle (default: service/default_bundle)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads per child")
     ap.add_argument("--max-batch", type=int, default=4)
-    ap.add_argument("--min-score", type=float, default=0.5)
+    ap.add_argument("--min-score", type=float, help="default: the bundle's default threshold")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--raw", action="store_true", help="also run every window without site test")
     ap.add_argument("--end-to-end", action="store_true", help="also time the detect commands")
@@ -232,7 +232,9 @@ def main() -> None:
         sites = tile.with_name(f"{tile.stem}.{path}.sites.geojson")
         cmd = [sys.executable, __file__, "--child", path, "--tile", str(tile)]
         cmd += ["--sites", str(sites), "--threads", str(args.threads)]
-        cmd += ["--max-batch", str(args.max_batch), "--min-score", str(args.min_score)]
+        cmd += ["--max-batch", str(args.max_batch)]
+        if args.min_score is not None:
+            cmd += ["--min-score", str(args.min_score)]
         if args.bundle:
             cmd += ["--bundle", args.bundle]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)

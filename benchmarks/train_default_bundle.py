@@ -49,6 +49,7 @@ DETECTOR_PARTS = (  # (name, scenes, generator options): 512 px scenes, 128 px c
     ("amazon-l2a", 40, {"level": "l2a", "palette": "amazon"}),
     ("legacy-l2a", 40, {"level": "l2a", "palette": "legacy"}),
 )
+DETECTOR_CONFIG = REPO / "training" / "configs" / "default.yaml"
 DETECTOR_OVERRIDES: tuple[str, ...] = ()  # the config file is the recipe
 VERIFIER = {
     "widths": [32, 48, 96, 192],
@@ -141,7 +142,7 @@ def stage_detector_data(work: Path) -> Path:
     return merged
 
 
-def stage_detector(work: Path, data: Path, threads: int) -> Path:
+def stage_detector(work: Path, data: Path, threads: int, config: Path = DETECTOR_CONFIG) -> Path:
     out, bundle = work / "detector", work / "detector-bundle"
     if (bundle / "bundle.json").is_file():
         return bundle
@@ -149,7 +150,7 @@ def stage_detector(work: Path, data: Path, threads: int) -> Path:
         str(REPO / ".venv" / "bin" / "asmspotter"),
         "train",
         "--config",
-        str(REPO / "training" / "configs" / "default.yaml"),
+        str(config),
         "--data",
         str(data),
         "--out",
@@ -312,9 +313,9 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
         "  around each site) trained on real Sentinel-2 chips with people-checked labels, which",
         "  rescores every site; the two scores are fused by a logistic regression fitted on the",
         "  real val split, so a site's score reads as P(mine).",
-        f"Weights: {size_mb:.1f} MB (fp16). Default threshold {info['default_threshold']:.3f}: the",
-        f"fused score keeping specificity {SPECIFICITY} on the val split (never below",
-        f"{MIN_THRESHOLD}).",
+        f"Weights: {size_mb:.1f} MB (fp16). Default threshold {info['default_threshold']:.3f}: the"
+        f" fused score keeping specificity {SPECIFICITY} on the val split (never below"
+        f" {MIN_THRESHOLD}). Sites from a detector score of {MIN_DETECTOR_SCORE} up are rescored.",
         "",
         "## Data",
         f"- Real: {ATTRIBUTION}",
@@ -332,6 +333,8 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
         "    nice .venv/bin/python benchmarks/train_default_bundle.py --work runs/default-recipe",
         "",
         f"Seeds: {SEED} (verifier, detector, data). Verifier: {VERIFIER}.",
+        "Stage times of the run behind this bundle are in the run folder's log; the closing",
+        "note of the real-imagery issue quotes them.",
         "",
         "## Real-chip test split (`benchmarks/bench_real_chips.py`)",
         "",
@@ -346,7 +349,9 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
         "",
         "## Synthetic and real look-alikes (`benchmarks/eval_default_bundle.py`)",
         f"Held-out synthetic scenes (seed {syn['seed']}, {syn['scenes']} scenes, {syn['images']}"
-        f" chips, {syn['instances']} sites), the detector's masks and scores: mask AP"
+        f" chips, {syn['instances']} sites), scored as the service scores them (the verifier"
+        " rescores every site; it was trained on real chips and rejects most synthetic ones):"
+        " mask AP"
         f" {syn['mask_AP']:.3f}, mask AP50 {syn['mask_AP50']:.3f}, bbox AP50"
         f" {syn['bbox_AP50']:.3f}, F1 {syn['f1']:.3f}.",
     ]
@@ -378,6 +383,12 @@ def main() -> None:
     ap.add_argument("--stage", choices=STAGES, help="run up to this stage only")
     ap.add_argument("--only", choices=("verifier",), help="run this stage alone")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
+    ap.add_argument(
+        "--detector-config",
+        type=Path,
+        default=DETECTOR_CONFIG,
+        help="the detector's training config (e.g. a torchvision one to compare engines)",
+    )
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     from imagery.gallery import load_gallery
@@ -396,7 +407,7 @@ def main() -> None:
     if last >= 1:
         data = stage_detector_data(args.work)
     if last >= 2:
-        detector = stage_detector(args.work, data, args.threads)
+        detector = stage_detector(args.work, data, args.threads, args.detector_config)
     if verifier is not None and verifier.wait() != 0:
         raise SystemExit("the verifier stage failed")
     if last >= 3:

@@ -39,7 +39,11 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 
 
 def _detect_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-score", type=float, help="minimum site score (server default 0.5)")
+    p.add_argument(
+        "--min-score",
+        type=float,
+        help="minimum site score (default: the bundle's default threshold)",
+    )
     p.add_argument("--crs", default="EPSG:4326", help="output CRS (default EPSG:4326)")
     p.add_argument("--max-detections", type=int, default=0, help="per tile; 0: no limit")
 

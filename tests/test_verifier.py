@@ -68,6 +68,15 @@ def test_training_learns_chip_labels_and_export_loads_into_a_bundle(tiny_bundle,
     assert isinstance(scorer, v.SiteVerifier)
     # fp16 export: the same probabilities to 1e-2
     np.testing.assert_allclose(scorer.probabilities(val[0][:8]), p[:8], atol=1e-2)
+
+    # the bundle's detector floor: its network reports down to min_detector_score
+    from service.predictor import Predictor
+    from training.engines.base import SCORE_FLOOR
+
+    assert load_bundle(tiny_bundle, device="cpu").model.roi_heads.score_thresh == SCORE_FLOOR
+    v.export_verifier(bundle, model, cfg, fusion, 0.6, min_detector_score=0.005)
+    low = load_bundle(bundle, device="cpu")
+    assert Predictor(low).detector_floor == low.model.roi_heads.score_thresh == 0.005
     # a corrupted verifier file is refused by its sha256
     (bundle / v.VERIFIER_WEIGHTS).write_bytes(b"0" * 64)
     from imagery.errors import AsmSpotterError

@@ -135,10 +135,12 @@ def evaluate_model(
     counts = np.zeros((len(classes), 3), np.int64)
     for batch in _batches(chips, batch_size):
         samples = [chips[i] for i in batch]
-        preds = model.predict(np.stack([s.image for s in samples]), score_threshold)
+        # with a scorer every detection the network reports is rescored, then thresholded
+        floor = score_floor(model.info) if scorer is not None else score_threshold
+        preds = model.predict(np.stack([s.image for s in samples]), floor)
         for sample, pred in zip(samples, preds, strict=True):
             if scorer is not None:
-                pred = _rescored(scorer, sample.image, pred, model.info)
+                pred = _rescored(scorer, sample.image, pred, model.info).above(score_threshold)
             h, w = sample.image.shape[1:]
             gt_images.append({"id": sample.image_id, "height": h, "width": w})
             for mask, cls in zip(sample.masks, sample.classes, strict=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 # The lowest score any model call reports. Engines build their networks with this threshold once
 # (it is never written again): a call's own ``score_threshold`` filters after the forward pass, so
 # concurrent calls with different thresholds cannot change each other's results.
+# Detectron2 0.6 scripts a few helpers with torch.jit.script, deprecated in torch 2.x: not the
+# user's concern (it printed two warning lines on every Detectron2 model load).
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+)
+
 SCORE_FLOOR = 0.05
 
 DEFAULT_MIN_SCORE = 0.5  # for bundles that name no default threshold of their own

@@ -62,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from imagery.geometry import feature_collection
 
     sites_path = out / "sites.geojson"
-    sites_path.write_text(json.dumps(feature_collection(features)))
+    identity = {
+        "model_name": m.name,
+        "model_version": m.version,
+        "weights_sha256": m.weights_sha256,
+    }
+    sites_path.write_text(json.dumps(feature_collection(features, model=identity)))
     matched = _matched(features, json.loads(scene.truth.read_text())["features"])
     print(
         f"[3/4] {len(features)} sites found by {result.model.name} {result.model.version} "

@@ -137,12 +137,19 @@ def feature(geom: BaseGeometry, properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "Feature", "geometry": mapping(geom), "properties": properties}
 
 
-def feature_collection(features_: list[dict[str, Any]], crs: Any = WGS84) -> dict[str, Any]:
+def feature_collection(
+    features_: list[dict[str, Any]], crs: Any = WGS84, model: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A GeoJSON FeatureCollection; non-WGS84 CRSs are named the GeoJSON 2008 way.
 
     WGS84 in either axis order (EPSG:4326, OGC:CRS84) is GeoJSON's default and is not named.
+    ``model``: the identity of the model that produced the features (``model_name``,
+    ``model_version``, ``weights_sha256``), kept as a foreign member so that a file with no
+    feature still says which model found nothing.
     """
     fc: dict[str, Any] = {"type": "FeatureCollection", "features": features_}
+    if model:
+        fc["model"] = dict(model)
     c = as_crs(crs)
     if not c.equals(WGS84, ignore_axis_order=True):
         fc["crs"] = {"type": "name", "properties": {"name": c.to_string()}}

@@ -36,6 +36,8 @@ def from_file(
     """
     features = read_features(path)
     found = {_identity(p) for p in features.properties} - {None}
+    if not features.properties:  # no site: the collection itself may name the model
+        found = {_identity(_collection_model(path))} - {None}
     name = str(path)
     if len(found) > 1:
         raise AsmSpotterError(
@@ -67,6 +69,20 @@ def from_file(
             name,
         )
     return features, {"source": name, "model_version": version, "weights_sha256": sha}
+
+
+def _collection_model(path: str | Path) -> dict[str, Any]:
+    """The ``model`` member of a GeoJSON FeatureCollection (``imagery.geometry.
+    feature_collection``), or {}."""
+    import json
+
+    if Path(path).suffix.lower() not in (".geojson", ".json"):
+        return {}
+    try:
+        model = json.loads(Path(path).read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return model if isinstance(model, dict) else {}
 
 
 def _identity(props: dict[str, Any]) -> tuple[str, str] | None:

@@ -211,6 +211,7 @@ def _detect(args: argparse.Namespace) -> int:
     for tile in args.tiles:  # before loading a model or connecting: one line per bad path
         check_geotiff(tile)
     features: list[dict[str, Any]] = []
+    identity: dict[str, str] | None = None  # the model's, once a tile was answered
     failed = 0
     bands = args.band_order or ()
     if args.local:
@@ -231,6 +232,11 @@ def _detect(args: argparse.Namespace) -> int:
                     )
                 _notice(tile, result.grid_check)
                 v = predictor.version
+                identity = {
+                    "model_name": v["name"],
+                    "model_version": v["version"],
+                    "weights_sha256": v["weights_sha256"],
+                }
                 sites = [  # the SDK's Site, so both paths write the same properties
                     Site(
                         s.site_id, s.class_name, s.score, s.geojson(), s.bbox, s.area_m2, s.tile_id
@@ -267,8 +273,14 @@ def _detect(args: argparse.Namespace) -> int:
                     continue
                 _notice(tile, result.grid_check)
                 m = result.model
+                identity = {
+                    "model_name": m.name,
+                    "model_version": m.version,
+                    "weights_sha256": m.weights_sha256,
+                }
                 features += _site_features(result.sites, tile, m.name, m.version, m.weights_sha256)
-    out = write_json_atomic(Path(args.out), feature_collection(features, args.crs))
+    # the model's identity also on the collection: a tile with no site still says who looked
+    out = write_json_atomic(Path(args.out), feature_collection(features, args.crs, identity))
     done = len(args.tiles) - failed
     print(f"{len(features)} sites found in {done} tile(s); GeoJSON: {out}")
     return 2 if failed else 0

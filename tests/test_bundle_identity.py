@@ -60,3 +60,20 @@ def test_identity_is_never_missing(tiny_bundle, tmp_path):
     with pytest.raises(AsmSpotterError) as err:
         load_bundle(copy, "cpu")
     assert err.value.reason is Reason.BUNDLE_INVALID and "version" in str(err.value)
+
+
+def test_a_detections_file_with_no_site_still_names_its_model(tmp_path):
+    """detect/demo write the model's identity on the collection: monitor run can record a run
+    that found nothing (it refused such a file before: no feature named a model)."""
+    from imagery.geometry import feature_collection
+    from monitoring.detect import from_file
+
+    identity = {"model_name": "asm", "model_version": "9.9.9", "weights_sha256": "ab" * 32}
+    path = tmp_path / "sites.geojson"
+    path.write_text(json.dumps(feature_collection([], model=identity)))
+    features, meta = from_file(path)
+    assert not features.properties
+    assert (meta["model_version"], meta["weights_sha256"]) == ("asm-9.9.9", "ab" * 32)
+    path.write_text(json.dumps(feature_collection([])))
+    with pytest.raises(AsmSpotterError, match="which model"):
+        from_file(path)

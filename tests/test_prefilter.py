@@ -119,12 +119,13 @@ def test_prefilter_keeps_the_plain_paths_sites(tmp_path: Path) -> None:
     from service.predictor import DetectOptions, Predictor
     from training.model import load_bundle
 
-    # A cloudy scene: 10 of its 16 windows are skipped (measured), 12 sites found.
+    # A cloudy scene: most of its windows are skipped, and sites are found.
     files = write_scene(
         tmp_path, 12, 768, 768, clusters=1, cloud_probability=1.0, nodata_probability=0.0
     )
     model = load_bundle(DEFAULT_BUNDLE, device="cpu")
-    options = DetectOptions(min_score=0.3)
+    # the default bundle's verifier scores synthetic sites low: ask for the weak ones too
+    options = DetectOptions(min_score=0.02)
     results = {}
     for prefilter in (False, True):
         predictor = Predictor(model, max_batch=4, prefilter=prefilter)

@@ -200,12 +200,12 @@ def test_tampered_or_missing_bundle_is_refused(trained, data, capsys):
 
 
 def test_export_cli_from_a_checkpoint(trained, data):
-    out = data["root"] / "exported-2.0.0"
-    argv = ["export", str(trained["out"] / "last.pt"), "--out", str(out), "--version", "2.0.0"]
+    out = data["root"] / "exported-0.9.0"
+    argv = ["export", str(trained["out"] / "last.pt"), "--out", str(out), "--version", "0.9.0"]
     argv += ["--full-precision", "--eval", str(data["unseen"]), "--limits", "Toy data only."]
     assert main(argv) == 0
     info = json.loads((out / "bundle.json").read_text())
-    assert info["version"] == "2.0.0" and info["weights_dtype"] == "float32"
+    assert info["version"] == "0.9.0" and info["weights_dtype"] == "float32"
     assert info["metrics"]["n_images"] == 6 and info["training"]["iteration"] == MAX_ITER
     assert "Toy data only." in (out / "model_card.md").read_text()
     a = load_bundle(out, "cpu").predict(np.full((1, 6, 64, 64), 0.1, np.float32), 0.0)

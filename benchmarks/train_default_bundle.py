@@ -167,6 +167,14 @@ def stage_detector(work: Path, data: Path, threads: int, config: Path = DETECTOR
     return bundle
 
 
+def fresh_copy(source: Path, tmp: Path) -> Path:
+    """``source`` copied to ``tmp`` (a leftover of an interrupted run is replaced): a stage edits
+    the copy and renames it into place when done."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    return tmp
+
+
 def stage_attach(work: Path, detector: Path) -> Path:
     """The detector's bundle with the verifier attached (fusion and threshold not yet fitted)."""
     from training.verifier import Fusion, export_verifier
@@ -174,9 +182,7 @@ def stage_attach(work: Path, detector: Path) -> Path:
     out = work / "verified-bundle"
     if (out / "bundle.json").is_file():
         return out
-    tmp = work / "verified-bundle.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(detector, tmp)
+    tmp = fresh_copy(detector, work / "verified-bundle.tmp")
     verifier, cfg = load_verifier(work / "verifier.pt")
     export_verifier(
         tmp,
@@ -251,9 +257,7 @@ def stage_export(work: Path, verified: Path, calib: dict) -> Path:
     bundle = work / "bundle"
     if (bundle / "bundle.json").is_file():
         return bundle
-    tmp = work / "bundle.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(verified, tmp)
+    tmp = fresh_copy(verified, work / "bundle.tmp")
     info = read_info(tmp)
     history = json.loads((work / "verifier-history.json").read_text())
     info["verifier"]["fusion"] = calib["fusion"]

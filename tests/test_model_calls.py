@@ -23,6 +23,9 @@ from service.predictor import DetectOptions, Predictor  # noqa: E402
 from service.server import DEFAULT_BUNDLE, load_model  # noqa: E402
 
 SEED, SIZE = 7, 448  # a generated scene: 29 true sites, 25 windows of 128 px
+# The default bundle scores generated sites low (its verifier learnt real mines): the same-chip
+# test asks for the weak ones too.
+WEAK = 0.005
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +52,10 @@ def test_two_model_workers_under_different_min_scores(model, tile):
     threshold shares the model on a second worker (the threshold was model state before).
     Batches of 3 and 1 windows keep the two workers' forward passes out of step."""
     predictor = Predictor(model, max_batch=3, model_workers=2, prefilter=False, site_test=False)
-    low, high = DetectOptions(min_score=0.1), DetectOptions(min_score=0.7)
+    low, high = DetectOptions(min_score=0.02), DetectOptions(min_score=0.05)
     try:
         alone = {o.min_score: _key(predictor.detect_file(tile, o)) for o in (low, high)}
-        assert (len(alone[0.1]), len(alone[0.7])) == (14, 1)
+        assert (len(alone[0.02]), len(alone[0.05])) == (8, 3)
         for _ in range(2):
             got: dict[float, list] = {}
 
@@ -93,12 +96,12 @@ def test_the_same_chip_gives_the_same_sites_on_every_path(model, tile, tmp_path)
     predictor = Predictor(model, prefilter=False, site_test=False)
     try:
         served = predictor.detect_file(
-            chip, DetectOptions(min_score=0.02, output_crs=grid.crs.to_string())
+            chip, DetectOptions(min_score=WEAK, output_crs=grid.crs.to_string())
         )
     finally:
         predictor.close()
-    labelled = BundlePredictor(DEFAULT_BUNDLE, "cpu", min_score=0.02).predict(chip, {})
-    assert len(served.sites) == len(labelled) == 21
+    labelled = BundlePredictor(DEFAULT_BUNDLE, "cpu", min_score=WEAK).predict(chip, {})
+    assert len(served.sites) == len(labelled) == 8
     assert sorted(s.score for s in served.sites) == pytest.approx(
         sorted(s.score for s in labelled), abs=1e-6
     )
@@ -115,6 +118,6 @@ def test_the_same_chip_gives_the_same_sites_on_every_path(model, tile, tmp_path)
     ]
     (tmp_path / "annotations.json").write_text(json.dumps(coco.dataset([image], anns)))
     chips = CocoChips(tmp_path, model.info["bands"], model.info["classes"])
-    metrics = evaluate_model(model, chips, score_threshold=0.02, f1_score_threshold=0.02)
+    metrics = evaluate_model(model, chips, score_threshold=WEAK, f1_score_threshold=WEAK)
     counts = metrics["objects"]["all"]
-    assert (counts["tp"], counts["fp"], counts["fn"]) == (21, 0, 0)
+    assert (counts["tp"], counts["fp"], counts["fn"]) == (8, 0, 0)

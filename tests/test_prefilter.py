@@ -125,7 +125,7 @@ def test_prefilter_keeps_the_plain_paths_sites(tmp_path: Path) -> None:
     )
     model = load_bundle(DEFAULT_BUNDLE, device="cpu")
     # the default bundle's verifier scores synthetic sites low: ask for the weak ones too
-    options = DetectOptions(min_score=0.02)
+    options = DetectOptions(min_score=0.001)
     results = {}
     for prefilter in (False, True):
         predictor = Predictor(model, max_batch=4, prefilter=prefilter)

@@ -1,0 +1,122 @@
+"""Benchmark: variants of the default recipe's context verifier, judged on the real val split.
+
+Each variant trains the verifier of ``benchmarks/train_default_bundle.py`` (same config, seed and
+class weights) with one change, then prints the val split's AUROC and sensitivity at
+specificity 0.98 (8-view test-time averaging, as a bundle scores), the mean probability it gives
+the val riverbanks, and, on held-out synthetic context chips of each generator look, AUROC and the
+mean probability of the synthetic mines (what decides whether the bundle keeps synthetic sites).
+The test split is not read: it stays for ``benchmarks/bench_real_chips.py``.
+
+Variants:
+  recipe     the recipe's verifier as it is (``--epochs`` overrides its epoch count);
+             ``--verifier RUN/verifier.pt`` scores a recipe run's verifier without training
+  synthetic  the real train chips plus 3000 synthetic context chips (half mines, half
+             look-alikes: rivers, sandbars, oxbows, ponds, clearings, roads, villages, clouds,
+             forest) in the calibrated Amazon look (L1C, L2A) and the legacy look, each domain's
+             classes balanced and the synthetic chips weighted ``--synthetic-weight``
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_verifier_variants.py synthetic --epochs 48
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_verifier_variants.py recipe --epochs 72
+    .venv/bin/python benchmarks/bench_verifier_variants.py recipe \
+        --verifier runs/default-recipe/verifier.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# (chips, generator options): training chips for the "synthetic" variant
+SYNTHETIC_MIX = (
+    (1600, {"level": "l1c", "palette": "amazon"}),
+    (700, {"level": "l2a", "palette": "amazon"}),
+    (700, {"level": "l2a", "palette": "legacy"}),
+)
+TRAIN_SEED, HELD_OUT_SEED, HELD_OUT_CHIPS = 100, 900, 200
+
+
+def synthetic_chips(seed: int, sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One (images, labels) part per look of SYNTHETIC_MIX, half mines; seeds ``seed + k``."""
+    from imagery.synthetic.chips import context_chips
+
+    parts = []
+    for k, ((_, options), n) in enumerate(zip(SYNTHETIC_MIX, sizes, strict=True)):
+        images, labels, _ = context_chips(n, seed=seed + k, positive_fraction=0.5, **options)
+        parts.append((images, labels))
+    return parts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("variant", choices=("recipe", "synthetic"))
+    ap.add_argument("--epochs", type=int, help="default: the recipe's")
+    ap.add_argument("--synthetic-weight", type=float, default=0.6)
+    ap.add_argument("--out", type=Path, help="write the verifier and the figures here")
+    ap.add_argument("--verifier", type=Path, help="score this trained verifier (recipe only)")
+    args = ap.parse_args()
+
+    from benchmarks.train_default_bundle import VERIFIER, balanced_weights, load_verifier
+    from imagery.gallery import load_gallery
+    from imagery.stats import roc_auc, sensitivity_at_specificity
+    from training.verifier import VerifierConfig, score_chips, train_verifier
+
+    gallery = load_gallery()
+    train, val = gallery.split("train"), gallery.split("val")
+    images, labels = train.images, train.labels.astype(np.float32)
+    weights = balanced_weights(train.labels)
+    if args.variant == "synthetic":
+        parts = synthetic_chips(TRAIN_SEED, [n for n, _ in SYNTHETIC_MIX])
+        syn_x = np.concatenate([x for x, _ in parts])
+        syn_y = np.concatenate([y for _, y in parts])
+        images = np.concatenate([images, syn_x])
+        labels = np.concatenate([labels, syn_y.astype(np.float32)])
+        weights = np.concatenate([weights, args.synthetic_weight * balanced_weights(syn_y)])
+    if args.verifier:
+        if args.variant != "recipe":
+            ap.error("--verifier scores a recipe run's verifier: use the recipe variant")
+        model, cfg = load_verifier(args.verifier)
+        history, seconds = [], 0.0
+    else:
+        cfg = VerifierConfig(
+            **{**VERIFIER, "epochs": args.epochs or VERIFIER["epochs"], "threads": 1}
+        )
+        print(f"{args.variant}: {len(labels)} chips ({int(labels.sum())} mines), {cfg.epochs} ep.")
+        t0 = time.perf_counter()
+        model, history = train_verifier(
+            images, labels, cfg, val=(val.images, val.labels), weights=weights, log=print
+        )
+        seconds = time.perf_counter() - t0
+    p = score_chips(model, val.images, cfg)
+    figures: dict = {
+        "variant": args.variant,
+        "epochs": cfg.epochs,
+        "train_seconds": round(seconds, 1),
+        "val_auroc": roc_auc(p, val.labels),
+        "val_sensitivity_at_specificity_0.98": sensitivity_at_specificity(p, val.labels, 0.98),
+        "val_riverbank_mean_probability": float(p[val.categories == "riverbank"].mean()),
+    }
+    held_out = synthetic_chips(HELD_OUT_SEED, [HELD_OUT_CHIPS] * len(SYNTHETIC_MIX))
+    for (_, options), (x, y) in zip(SYNTHETIC_MIX, held_out, strict=True):
+        look = f"{options['palette']}_{options['level']}"
+        q = score_chips(model, x, cfg)
+        figures[f"synthetic_{look}_auroc"] = roc_auc(q, y)
+        figures[f"synthetic_{look}_mine_mean_probability"] = float(q[y == 1].mean())
+    print(json.dumps(figures, indent=1))
+    if args.out:
+        import torch
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": model.state_dict(), "config": cfg.to_dict()}, args.out / "verifier.pt")
+        (args.out / "figures.json").write_text(json.dumps({**figures, "history": history}))
+
+
+if __name__ == "__main__":
+    main()

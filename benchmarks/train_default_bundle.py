@@ -51,7 +51,8 @@ DETECTOR_PARTS = (  # (name, scenes, generator options): 512 px scenes, 128 px c
     ("legacy-l2a", 40, {"level": "l2a", "palette": "legacy"}),
 )
 # torchvision measured better than Detectron2 (training/configs/default.yaml) on the real-chip test
-# split with the same verifier and data (training/README.md, "what was tried"), and 3x faster
+# split with the same verifier and data (training/README.md, "what was tried"); it also trains and
+# infers faster (benchmarks/bench_training.py)
 DETECTOR_CONFIG = REPO / "training" / "configs" / "default-torchvision.yaml"
 DETECTOR_OVERRIDES: tuple[str, ...] = ()  # the config file is the recipe
 VERIFIER = {

@@ -90,3 +90,30 @@ def test_one_rule_each_for_f1_devices_and_samplers():
         assert detectron2_engine.resolve_device is resolve_device
         assert not hasattr(detectron2_data, "ResumableSampler")
         assert not hasattr(detectron2_data, "fill_nodata")  # nodata: prepare_input's rule
+
+
+def test_shipped_configs_load_and_the_default_bundle_comes_from_its_recipe():
+    """Every config in training/configs loads and passes its engine's checks; the packaged
+    default bundle's detector was trained from the recipe's config file, key for key."""
+    import json
+
+    import yaml
+
+    from service.server import DEFAULT_BUNDLE
+    from training.config import load_config
+
+    configs = sorted((REPO / "training" / "configs").glob("*.yaml"))
+    assert {p.name for p in configs} >= {"cpu.yaml", "default.yaml", "default-torchvision.yaml"}
+    for path in configs:
+        cfg = load_config(path)
+        if cfg.engine == "detectron2":
+            require_module("detectron2")
+        get_engine(cfg.engine).check_config(cfg)
+    recipe = REPO / "training" / "configs" / "default-torchvision.yaml"
+    written = yaml.safe_load(recipe.read_text())
+    shipped = TrainConfig.from_dict(
+        json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())["config"]
+    )
+    expected = load_config(recipe)
+    for key in written:
+        assert getattr(shipped, key) == getattr(expected, key), key

@@ -63,7 +63,12 @@ def main() -> None:
     ap.add_argument("--verifier", type=Path, help="score this trained verifier (recipe only)")
     args = ap.parse_args()
 
-    from benchmarks.train_default_bundle import VERIFIER, balanced_weights, load_verifier
+    from benchmarks.train_default_bundle import (
+        VERIFIER,
+        balanced_weights,
+        load_verifier,
+        save_verifier,
+    )
     from imagery.gallery import load_gallery
     from imagery.stats import roc_auc, sensitivity_at_specificity
     from training.verifier import VerifierConfig, score_chips, train_verifier
@@ -111,10 +116,8 @@ def main() -> None:
         figures[f"synthetic_{look}_mine_mean_probability"] = float(q[y == 1].mean())
     print(json.dumps(figures, indent=1))
     if args.out:
-        import torch
-
         args.out.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": model.state_dict(), "config": cfg.to_dict()}, args.out / "verifier.pt")
+        save_verifier(model, cfg, args.out / "verifier.pt")
         (args.out / "figures.json").write_text(json.dumps({**figures, "history": history}))
 
 

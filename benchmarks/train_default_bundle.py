@@ -82,8 +82,6 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
 
 
 def stage_verifier(work: Path, gallery, threads: int) -> Path:
-    import torch
-
     from training.verifier import VerifierConfig, train_verifier
 
     out = work / "verifier.pt"
@@ -101,10 +99,17 @@ def stage_verifier(work: Path, gallery, threads: int) -> Path:
         weights=balanced_weights(train.labels),
         log=lambda line: log("  " + line),
     )
-    torch.save({"state": model.state_dict(), "config": cfg.to_dict()}, work / "verifier.tmp")
+    save_verifier(model, cfg, work / "verifier.tmp")
     (work / "verifier-history.json").write_text(json.dumps(history, indent=1))
     (work / "verifier.tmp").rename(out)
     return out
+
+
+def save_verifier(model, cfg, path: Path) -> None:
+    """A trained verifier as the recipe keeps it (fp32 state + config); load_verifier reads it."""
+    import torch
+
+    torch.save({"state": model.state_dict(), "config": cfg.to_dict()}, path)
 
 
 def load_verifier(path: Path):

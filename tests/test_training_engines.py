@@ -99,6 +99,7 @@ def test_shipped_configs_load_and_the_default_bundle_comes_from_its_recipe():
 
     import yaml
 
+    from benchmarks.train_default_bundle import DETECTOR_CONFIG
     from service.server import DEFAULT_BUNDLE
     from training.config import load_config
 
@@ -109,11 +110,10 @@ def test_shipped_configs_load_and_the_default_bundle_comes_from_its_recipe():
         if cfg.engine == "detectron2":
             require_module("detectron2")
         get_engine(cfg.engine).check_config(cfg)
-    recipe = REPO / "training" / "configs" / "default-torchvision.yaml"
-    written = yaml.safe_load(recipe.read_text())
+    written = yaml.safe_load(DETECTOR_CONFIG.read_text())
     shipped = TrainConfig.from_dict(
         json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())["config"]
     )
-    expected = load_config(recipe)
+    expected = load_config(DETECTOR_CONFIG)
     for key in written:
         assert getattr(shipped, key) == getattr(expected, key), key

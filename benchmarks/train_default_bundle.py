@@ -43,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-VERSION = "2.2.0"
+VERSION = "2.3.0"
 SEED = 42
 DETECTOR_PARTS = (  # (name, scenes, generator options): 512 px scenes, 128 px chips
     ("amazon-l1c", 100, {"level": "l1c", "palette": "amazon"}),
@@ -57,7 +57,7 @@ DETECTOR_CONFIG = REPO / "training" / "configs" / "default-torchvision.yaml"
 DETECTOR_OVERRIDES: tuple[str, ...] = ()  # the config file is the recipe
 VERIFIER = {
     "widths": [32, 48, 96, 192],
-    "epochs": 72,
+    "epochs": 144,
     "mixup": 0.3,
     "seed": SEED,
     "threads": 0,
@@ -218,7 +218,7 @@ def detector_and_verifier_scores(bundle: Path, chips) -> tuple[np.ndarray, np.nd
     model = load_bundle(bundle, device="cpu")
     verifier, model.site_scorer = model.site_scorer, None
     # an identity scorer: every site from the detector floor up keeps its detector score
-    predictor = Predictor(model, prefilter=False, site_test=False, scorer=lambda scene, s: s)
+    predictor = Predictor(model, prefilter=False, site_test=False, scorer=lambda scene, s, _: s)
     try:
         detected = predict_chips(predictor, chips)
     finally:

@@ -292,7 +292,7 @@ class Predictor:
         """Stages 4-5: candidates -> the site scorer -> the min_score filter -> sites."""
         found = candidates(merged, scene)
         if self.scorer is not None and found:
-            found = self.scorer(scene, found)
+            found = self.scorer(scene, found, options.min_score)
         return build_sites(
             found, scene, self.classes, options.min_score, options.output_crs, tile_id, numbers
         )

@@ -2,8 +2,9 @@
 
 A ``Candidate`` is a merged site with its outline in scene pixels and in the scene's own CRS.
 Before the ``min_score`` filter every candidate passes through the predictor's ``SiteScorer``
-(by default none): a function of the open scene and the candidates that returns them rescored
-(or fewer of them), e.g. a context verifier that reads a crop of the scene around each site.
+(by default none): a function of the open scene, the candidates and the request's ``min_score``
+that returns them rescored (or fewer of them: it may drop those it knows cannot reach
+``min_score``), e.g. a context verifier that reads a crop of the scene around each site.
 Then sites below ``min_score`` are dropped and the rest reprojected to the output CRS.
 """
 
@@ -37,8 +38,9 @@ class Candidate:
         return replace(self, score=float(score))
 
 
-# (open scene, the candidates that just became final) -> the candidates to keep, rescored.
-SiteScorer = Callable[[Scene, list[Candidate]], list[Candidate]]
+# (open scene, the candidates that just became final, min_score) -> the candidates to keep,
+# rescored; min_score 0 keeps every candidate.
+SiteScorer = Callable[[Scene, list[Candidate], float], list[Candidate]]
 
 
 def rescore_masks(
@@ -46,7 +48,7 @@ def rescore_masks(
 ) -> list[float]:
     """Scores of masks on ``scene``'s pixels after a site scorer: what the service does to its
     merged sites, for callers that hold masks (labelling pre-annotations, evaluation). Empty
-    masks keep their score."""
+    masks keep their score; every mask is rescored (min_score 0)."""
     found, at = [], []
     for k, (mask, score) in enumerate(zip(masks, scores, strict=True)):
         if not mask.any():
@@ -55,7 +57,7 @@ def rescore_masks(
         found.append(Candidate(pixels, to_map_space(pixels, scene.grid.transform), score, 0, 1))
         at.append(k)
     out = [float(s) for s in scores]
-    for k, c in zip(at, scorer(scene, found) if found else [], strict=True):
+    for k, c in zip(at, scorer(scene, found, 0.0) if found else [], strict=True):
         out[k] = c.score
     return out
 

@@ -164,7 +164,8 @@ def test_site_scorer_rescores_merged_sites_before_min_score(tmp_path):
     path, truth = make_tile(tmp_path / "two.tif", 140, ponds)
     seen = []
 
-    def scorer(scene, found):
+    def scorer(scene, found, min_score):
+        assert min_score == 0.5  # the request's (the model has no default threshold)
         seen.extend(found)
         assert scene.read(None).shape[0] == 6  # the scene is open and readable
         return [c.rescored(0.9 if c.native.area > 1e4 else 0.3) for c in found]  # > 100 px

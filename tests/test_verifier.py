@@ -119,3 +119,56 @@ def test_context_chips_are_centred_and_kept_inside_the_scene():
     chip = sv.context(small, [(20.0, 15.0)])[0]
     assert np.isnan(chip[:, :9]).all() and np.isnan(chip[:, :, :4]).all()  # centred, padded
     np.testing.assert_array_equal(chip[:, 9:39, 4:44], data[:, :30, :40])
+
+
+def test_the_one_view_screen_drops_only_sites_that_cannot_reach_min_score():
+    """The shipped verifier on real gallery val chips laid out as one scene: with a min_score,
+    the sites kept are a superset of those whose full 8-view score reaches it, their scores are
+    the full ones, and the screen does drop sites (it saves work); min_score 0 keeps all."""
+    from shapely.geometry import Point
+
+    from imagery.gallery import load_gallery
+    from service.sites import Candidate
+    from training.bundle import PACKAGED_BUNDLE, read_info
+
+    val = load_gallery().split("val").sample(64, seed=5)
+    side = 8  # an 8 x 8 mosaic of 48 px chips
+    scene_px = side * v.CONTEXT_PX
+    data = np.full((3, scene_px, scene_px), np.nan, np.float32)
+    for k, image in enumerate(val.images):
+        r, c = divmod(k, side)
+        data[:, r * 48 : (r + 1) * 48, c * 48 : (c + 1) * 48] = image
+    grid = Grid(CRS.from_epsg(32720), Affine(10, 0, 0, 0, -10, 0), scene_px, scene_px)
+    scene = ArrayScene(data, v.BANDS, grid)
+    sv = v.SiteVerifier.from_bundle(PACKAGED_BUNDLE, read_info(PACKAGED_BUNDLE), "cpu")
+    rng = np.random.default_rng(0)
+    found = []
+    for k in range(len(val)):
+        r, c = divmod(k, side)
+        pixels = Point(c * 48 + 24, r * 48 + 24).buffer(3)
+        found.append(Candidate(pixels, pixels, float(rng.uniform(0.01, 0.9)), 0, 1))
+    full = sv(scene, found, 0.0)
+    assert len(full) == len(found)
+    threshold = float(np.median([c.score for c in full]))
+    screened = sv(scene, found, threshold)
+    by_place = {(c.pixels.centroid.x, c.pixels.centroid.y): c.score for c in screened}
+    passing = [c for c in full if c.score >= threshold]
+    assert passing and len(screened) < len(full)  # the screen dropped some sites
+    for c in passing:
+        assert by_place[(c.pixels.centroid.x, c.pixels.centroid.y)] == pytest.approx(c.score)
+
+
+def test_the_recipe_reads_detector_and_verifier_scores_of_real_chips_apart():
+    """The recipe's calibration input: per real chip, the best site's detector score (through
+    the service's Predictor with an identity scorer) and the verifier's probability."""
+    from benchmarks.train_default_bundle import detector_and_verifier_scores
+    from imagery.gallery import load_gallery
+    from training.bundle import PACKAGED_BUNDLE, read_info
+
+    chips = load_gallery().split("val").sample(6, seed=1)
+    p_det, p_ver = detector_and_verifier_scores(PACKAGED_BUNDLE, chips)
+    assert p_det.shape == p_ver.shape == (6,)
+    floor = read_info(PACKAGED_BUNDLE)["verifier"]["min_detector_score"]
+    assert ((p_det == 0) | (p_det >= floor)).all() and (p_det < 1).all() and p_det.max() > 0
+    sv = v.SiteVerifier.from_bundle(PACKAGED_BUNDLE, read_info(PACKAGED_BUNDLE), "cpu")
+    np.testing.assert_allclose(p_ver, sv.probabilities(chips.images), rtol=1e-6)

@@ -32,6 +32,13 @@ from imagery.stats import logistic_fit, roc_auc, sensitivity_at_specificity
 CONTEXT_PX = 48
 BANDS = ("B02", "B03", "B04")
 CLIP = 0.3  # reflectance; the gallery's rendering saturates here
+# A site scorer's screen: with a min_score, each context chip is first scored on one view, and a
+# site whose fused score from that view could not reach min_score even if the 8-view mean moved
+# the verifier's logit up by this much is dropped without the 8-view score. On the gallery's train
+# and val chips the 8-view mean moved the logit by at most 1.78 (2.3.0's verifier; 1.24 for 2.2.0's:
+# benchmarks/bench_verifier_screen.py); on a full tile most of the detector's candidates are
+# dropped here (benchmarks/bench_full_tile.py).
+SCREEN_MARGIN = 2.5
 
 
 @dataclass
@@ -370,26 +377,52 @@ class SiteVerifier:
             out[k, :, orow : orow + data.shape[1], oc : oc + data.shape[2]] = data[idx]
         return out
 
-    def probabilities(self, chips: np.ndarray) -> np.ndarray:
+    def logits(self, chips: np.ndarray, tta: bool = True) -> np.ndarray:
+        """The verifier's logit per chip; with ``tta`` the mean over the 8 flips and quarter
+        turns (what a site's score uses), else the chip as it is."""
+        if not len(chips):
+            return np.zeros(0, np.float32)
         x = prepare_chips(chips, self.cfg.mean, self.cfg.std).to(self.device)
         with torch.no_grad():
-            views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
+            views = [x]
+            if tta:
+                views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
             logits = torch.stack([self.model(v) for v in views]).mean(0)
-        return torch.sigmoid(logits).float().cpu().numpy()
+        return logits.float().cpu().numpy()
 
-    def __call__(self, scene: Any, found: list[Any]) -> list[Any]:
-        """Rescore ``service.sites.Candidate``s of an open scene."""
+    def probabilities(self, chips: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.logits(chips))
+
+    def __call__(self, scene: Any, found: list[Any], min_score: float = 0.0) -> list[Any]:
+        """Rescore ``service.sites.Candidate``s of an open scene. With ``min_score`` > 0 the
+        candidates that cannot reach it are dropped after a one-view screen (see
+        ``SCREEN_MARGIN``); the kept ones get the full 8-view score."""
         if not found:
             return found
         centres = [(c.pixels.centroid.x, c.pixels.centroid.y) for c in found]
         # sites sharing a context chip (all sites of a scene no larger than it) are scored once
         origins = self.origins(scene, centres)
         unique = list(dict.fromkeys(origins))
-        p_unique = self.probabilities(self.chips_at(scene, unique))
-        at = {o: k for k, o in enumerate(unique)}
-        p_verifier = np.array([p_unique[at[o]] for o in origins])
-        scores = self.fusion(np.array([c.score for c in found]), p_verifier)
-        return [c.rescored(float(s)) for c, s in zip(found, scores, strict=True)]
+        chips = self.chips_at(scene, unique)
+        p_detector = np.array([c.score for c in found])
+        index = {o: k for k, o in enumerate(unique)}
+        at = np.array([index[o] for o in origins])
+        keep = np.ones(len(found), bool)
+        if min_score > 0:
+            one_view = _sigmoid(self.logits(chips, tta=False))[at]
+            screen = _logit(self.fusion(p_detector, one_view))
+            reach = _logit(np.array(min_score)) - SCREEN_MARGIN * abs(self.fusion.verifier)
+            keep = screen >= reach
+        p_unique = np.full(len(unique), np.nan)
+        needed = np.unique(at[keep])
+        p_unique[needed] = _sigmoid(self.logits(chips[needed]))
+        scores = self.fusion(p_detector[keep], p_unique[at[keep]])
+        kept = [c for c, k in zip(found, keep, strict=True) if k]
+        return [c.rescored(float(s)) for c, s in zip(kept, scores, strict=True)]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
 
 
 def _start(centre: float, px: int, size: int) -> int:

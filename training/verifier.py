@@ -182,19 +182,20 @@ def chip_logits(
     cfg: VerifierConfig,
     batch: int = 512,
     tta: bool = True,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Logits per chip; with ``tta`` the mean over the 8 flips and quarter turns."""
     model.eval()
     out = []
     for start in range(0, len(images), batch):
-        x = prepare_chips(images[start : start + batch], cfg.mean, cfg.std)
+        x = prepare_chips(images[start : start + batch], cfg.mean, cfg.std).to(device)
         views = [x]
         if tta:
             views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
         logits = torch.stack(
             [model(v.contiguous(memory_format=torch.channels_last)) for v in views]
         )
-        out.append(logits.mean(0).numpy())
+        out.append(logits.mean(0).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -202,7 +203,7 @@ def score_chips(
     model: ContextVerifier, images: np.ndarray, cfg: VerifierConfig, tta: bool = True
 ) -> np.ndarray:
     """P(mining) per chip: images float32 [N,3,48,48] reflectance B02,B03,B04, NaN = nodata."""
-    return 1.0 / (1.0 + np.exp(-chip_logits(model, images, cfg, tta=tta)))
+    return _sigmoid(chip_logits(model, images, cfg, tta=tta))
 
 
 def train_verifier(
@@ -380,15 +381,7 @@ class SiteVerifier:
     def logits(self, chips: np.ndarray, tta: bool = True) -> np.ndarray:
         """The verifier's logit per chip; with ``tta`` the mean over the 8 flips and quarter
         turns (what a site's score uses), else the chip as it is."""
-        if not len(chips):
-            return np.zeros(0, np.float32)
-        x = prepare_chips(chips, self.cfg.mean, self.cfg.std).to(self.device)
-        with torch.no_grad():
-            views = [x]
-            if tta:
-                views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
-            logits = torch.stack([self.model(v) for v in views]).mean(0)
-        return logits.float().cpu().numpy()
+        return chip_logits(self.model, chips, self.cfg, tta=tta, device=self.device)
 
     def probabilities(self, chips: np.ndarray) -> np.ndarray:
         return _sigmoid(self.logits(chips))

@@ -296,8 +296,11 @@ class Fusion:
     bias: float = 0.0
 
     def __call__(self, p_detector: np.ndarray, p_verifier: np.ndarray) -> np.ndarray:
-        z = self.detector * _logit(p_detector) + self.verifier * _logit(p_verifier) + self.bias
-        return 1.0 / (1.0 + np.exp(-z))
+        return _sigmoid(self.logit(p_detector, p_verifier))
+
+    def logit(self, p_detector: np.ndarray, p_verifier: np.ndarray) -> np.ndarray:
+        """The fused score before the sigmoid."""
+        return self.detector * _logit(p_detector) + self.verifier * _logit(p_verifier) + self.bias
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -403,9 +406,8 @@ class SiteVerifier:
         keep = np.ones(len(found), bool)
         if min_score > 0:
             one_view = _sigmoid(self.logits(chips, tta=False))[at]
-            screen = _logit(self.fusion(p_detector, one_view))
             reach = _logit(np.array(min_score)) - SCREEN_MARGIN * abs(self.fusion.verifier)
-            keep = screen >= reach
+            keep = self.fusion.logit(p_detector, one_view) >= reach
         p_unique = np.full(len(unique), np.nan)
         needed = np.unique(at[keep])
         p_unique[needed] = _sigmoid(self.logits(chips[needed]))

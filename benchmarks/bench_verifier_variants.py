@@ -8,8 +8,9 @@ mean probability of the synthetic mines (what decides whether the bundle keeps s
 The test split is not read: it stays for ``benchmarks/bench_real_chips.py``.
 
 Variants:
-  recipe     the recipe's verifier as it is (``--epochs`` overrides its epoch count);
-             ``--verifier RUN/verifier.pt`` scores a recipe run's verifier without training
+  recipe     the recipe's verifier as it is (``--epochs`` and ``--seed`` override the recipe's);
+             ``--verifier RUN/verifier.pt`` scores a recipe run's verifier without training,
+             several ``--verifier`` files score their ensemble (the mean of their 8-view logits)
   synthetic  the real train chips plus 3000 synthetic context chips (half mines, half
              look-alikes: rivers, sandbars, oxbows, ponds, clearings, roads, villages, clouds,
              forest) in the calibrated Amazon look (L1C, L2A) and the legacy look, each domain's
@@ -19,6 +20,8 @@ Variants:
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_verifier_variants.py recipe --epochs 72
     .venv/bin/python benchmarks/bench_verifier_variants.py recipe \
         --verifier runs/default-recipe/verifier.pt
+    .venv/bin/python benchmarks/bench_verifier_variants.py recipe \
+        --verifier runs/exp/v144/verifier.pt runs/exp/v144-seed43/verifier.pt
 """
 
 from __future__ import annotations
@@ -60,7 +63,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="default: the recipe's")
     ap.add_argument("--synthetic-weight", type=float, default=0.6)
     ap.add_argument("--out", type=Path, help="write the verifier and the figures here")
-    ap.add_argument("--verifier", type=Path, help="score this trained verifier (recipe only)")
+    ap.add_argument("--seed", type=int, help="default: the recipe's")
+    ap.add_argument(
+        "--verifier",
+        type=Path,
+        nargs="+",
+        help="score this trained verifier, or the ensemble of several (recipe only)",
+    )
     args = ap.parse_args()
 
     from benchmarks.train_default_bundle import (
@@ -71,7 +80,7 @@ def main() -> None:
     )
     from imagery.gallery import load_gallery
     from imagery.stats import roc_auc, sensitivity_at_specificity
-    from training.verifier import VerifierConfig, score_chips, train_verifier
+    from training.verifier import VerifierConfig, chip_logits, sigmoid, train_verifier
 
     gallery = load_gallery()
     train, val = gallery.split("train"), gallery.split("val")
@@ -87,22 +96,29 @@ def main() -> None:
     if args.verifier:
         if args.variant != "recipe":
             ap.error("--verifier scores a recipe run's verifier: use the recipe variant")
-        model, cfg = load_verifier(args.verifier)
+        members = [load_verifier(path) for path in args.verifier]
         history, seconds = [], 0.0
     else:
-        cfg = VerifierConfig(
-            **{**VERIFIER, "epochs": args.epochs or VERIFIER["epochs"], "threads": 1}
-        )
+        epochs, seed = args.epochs or VERIFIER["epochs"], args.seed or VERIFIER["seed"]
+        cfg = VerifierConfig(**{**VERIFIER, "epochs": epochs, "seed": seed, "threads": 1})
         print(f"{args.variant}: {len(labels)} chips ({int(labels.sum())} mines), {cfg.epochs} ep.")
         t0 = time.perf_counter()
         model, history = train_verifier(
             images, labels, cfg, val=(val.images, val.labels), weights=weights, log=print
         )
         seconds = time.perf_counter() - t0
-    p = score_chips(model, val.images, cfg)
+        members = [(model, cfg)]
+
+    def score(images: np.ndarray) -> np.ndarray:
+        """P(mining): one verifier's 8-view score, or its ensemble's (mean logit)."""
+        return sigmoid(np.mean([chip_logits(m, images, c) for m, c in members], axis=0))
+
+    p = score(val.images)
     figures: dict = {
         "variant": args.variant,
-        "epochs": cfg.epochs,
+        "verifiers": [str(v) for v in args.verifier or []],
+        "epochs": [c.epochs for _, c in members],
+        "seeds": [c.seed for _, c in members],
         "train_seconds": round(seconds, 1),
         "val_auroc": roc_auc(p, val.labels),
         "val_sensitivity_at_specificity_0.98": sensitivity_at_specificity(p, val.labels, 0.98),
@@ -111,11 +127,11 @@ def main() -> None:
     held_out = synthetic_chips(HELD_OUT_SEED, [HELD_OUT_CHIPS] * len(SYNTHETIC_MIX))
     for (_, options), (x, y) in zip(SYNTHETIC_MIX, held_out, strict=True):
         look = f"{options['palette']}_{options['level']}"
-        q = score_chips(model, x, cfg)
+        q = score(x)
         figures[f"synthetic_{look}_auroc"] = roc_auc(q, y)
         figures[f"synthetic_{look}_mine_mean_probability"] = float(q[y == 1].mean())
     print(json.dumps(figures, indent=1))
-    if args.out:
+    if args.out and not args.verifier:
         args.out.mkdir(parents=True, exist_ok=True)
         save_verifier(model, cfg, args.out / "verifier.pt")
         (args.out / "figures.json").write_text(json.dumps({**figures, "history": history}))

@@ -298,7 +298,6 @@ def stage_benchmark(work: Path, bundle: Path, gallery) -> dict:
     other = evaluate(bundle)
     report = {"real_chips_test": chips, **other}
     out.write_text(json.dumps(report, indent=1))
-    (bundle / "model_card.md").write_text(model_card(bundle, report, work))
     return report
 
 
@@ -349,8 +348,7 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
         "    nice .venv/bin/python benchmarks/train_default_bundle.py --work runs/default-recipe",
         "",
         f"Seeds: {SEED} (verifier, detector, data). Verifier: {VERIFIER}.",
-        "Stage times of the run behind this bundle are in the run folder's log; the closing",
-        "note of the real-imagery issue quotes them.",
+        *run_times(work),
         "",
         "## Real-chip test split (`benchmarks/bench_real_chips.py`)",
         "",
@@ -390,6 +388,62 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
     return "\n".join(lines)
 
 
+# What each stage leaves when it is done (its function returns that output when it exists).
+STAGE_OUTPUTS = {
+    "verifier": "verifier.pt",
+    "detector-data": "detector-data/annotations.json",
+    "detector": "detector-bundle/bundle.json",
+    "attach": "verified-bundle/bundle.json",
+    "calibrate": "calibration.json",
+    "export": "bundle/bundle.json",
+    "benchmark": "report.json",
+}
+
+
+class RunTimes:
+    """Wall seconds of the stages this run executed, kept in WORK/times.json for the model card.
+
+    ``resumed`` says that some stage's output was already there (an interrupted run continued or
+    a stage was reused), so the times are not those of one uninterrupted run.
+    """
+
+    def __init__(self, work: Path, t0: float, threads: int):
+        self.work, self.t0 = work, t0
+        done = [name for name, out in STAGE_OUTPUTS.items() if (work / out).exists()]
+        self.figures: dict = {"resumed": done, "threads per process": threads, "seconds": {}}
+
+    def stage(self, name: str, fn, *args):
+        """Run one stage; its time is recorded only when it produced its output now."""
+        fresh = not (self.work / STAGE_OUTPUTS[name]).exists()
+        start = time.perf_counter()
+        result = fn(*args)
+        if fresh:
+            self.record(name, time.perf_counter() - start)
+        return result
+
+    def record(self, name: str, seconds: float) -> None:
+        self.figures["seconds"][name] = round(seconds, 1)
+        (self.work / "times.json").write_text(json.dumps(self.figures, indent=1))
+
+
+def run_times(work: Path) -> list[str]:
+    """The model card's lines on the run's wall times (WORK/times.json, written by RunTimes)."""
+    path = work / "times.json"
+    if not path.is_file():
+        return ["This run kept no stage times (it predates WORK/times.json)."]
+    figures = json.loads(path.read_text())
+    stages = ", ".join(f"{k} {v / 60:.1f} min" for k, v in figures["seconds"].items())
+    lines = [
+        f"Wall times of this run (torch threads per process: {figures['threads per process']}):"
+        f" {stages}."
+    ]
+    if figures["resumed"]:
+        lines.append(
+            f"Resumed: these stages' outputs were already there: {', '.join(figures['resumed'])}."
+        )
+    return lines
+
+
 STAGES = ("verifier", "detector-data", "detector", "attach", "calibrate", "export", "benchmark")
 
 
@@ -415,27 +469,34 @@ def main() -> None:
         stage_verifier(args.work, gallery, args.threads)
         return
     last = STAGES.index(args.stage) if args.stage else len(STAGES) - 1
+    times = RunTimes(args.work, t0, args.threads)
     # The verifier trains in a process of its own while this one builds the detector: one core each.
     verifier = None
     if not (args.work / "verifier.pt").is_file():
         cmd = [sys.executable, __file__, "--work", str(args.work), "--only", "verifier"]
         verifier = subprocess.Popen([*cmd, "--threads", str(args.threads)])
     if last >= 1:
-        data = stage_detector_data(args.work)
+        data = times.stage("detector-data", stage_detector_data, args.work)
     if last >= 2:
-        detector = stage_detector(args.work, data, args.threads, args.detector_config)
-    if verifier is not None and verifier.wait() != 0:
-        raise SystemExit("the verifier stage failed")
+        detector = times.stage(
+            "detector", stage_detector, args.work, data, args.threads, args.detector_config
+        )
+    if verifier is not None:
+        if verifier.wait() != 0:
+            raise SystemExit("the verifier stage failed")
+        times.record("verifier (beside the detector, from the start)", time.perf_counter() - t0)
     if last >= 3:
-        verified = stage_attach(args.work, detector)
+        verified = times.stage("attach", stage_attach, args.work, detector)
     if last >= 4:
-        calib = stage_calibrate(args.work, gallery, verified)
+        calib = times.stage("calibrate", stage_calibrate, args.work, gallery, verified)
         shown = {k: v for k, v in calib.items() if "calibration" not in k}
         log(f"calibration: {json.dumps(shown)}")
     if last >= 5:
-        bundle = stage_export(args.work, verified, calib)
+        bundle = times.stage("export", stage_export, args.work, verified, calib)
+        times.record("training, stages 1-6", time.perf_counter() - t0)
     if last >= 6:
-        stage_benchmark(args.work, bundle, gallery)
+        report = times.stage("benchmark", stage_benchmark, args.work, bundle, gallery)
+        (bundle / "model_card.md").write_text(model_card(bundle, report, args.work))
     log(f"done in {time.perf_counter() - t0:.0f} s")
 
 

@@ -203,7 +203,7 @@ def score_chips(
     model: ContextVerifier, images: np.ndarray, cfg: VerifierConfig, tta: bool = True
 ) -> np.ndarray:
     """P(mining) per chip: images float32 [N,3,48,48] reflectance B02,B03,B04, NaN = nodata."""
-    return _sigmoid(chip_logits(model, images, cfg, tta=tta))
+    return sigmoid(chip_logits(model, images, cfg, tta=tta))
 
 
 def train_verifier(
@@ -296,7 +296,7 @@ class Fusion:
     bias: float = 0.0
 
     def __call__(self, p_detector: np.ndarray, p_verifier: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.logit(p_detector, p_verifier))
+        return sigmoid(self.logit(p_detector, p_verifier))
 
     def logit(self, p_detector: np.ndarray, p_verifier: np.ndarray) -> np.ndarray:
         """The fused score before the sigmoid."""
@@ -387,7 +387,7 @@ class SiteVerifier:
         return chip_logits(self.model, chips, self.cfg, tta=tta, device=self.device)
 
     def probabilities(self, chips: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.logits(chips))
+        return sigmoid(self.logits(chips))
 
     def __call__(self, scene: Any, found: list[Any], min_score: float = 0.0) -> list[Any]:
         """Rescore ``service.sites.Candidate``s of an open scene. With ``min_score`` > 0 the
@@ -405,18 +405,19 @@ class SiteVerifier:
         at = np.array([index[o] for o in origins])
         keep = np.ones(len(found), bool)
         if min_score > 0:
-            one_view = _sigmoid(self.logits(chips, tta=False))[at]
+            one_view = sigmoid(self.logits(chips, tta=False))[at]
             reach = _logit(np.array(min_score)) - SCREEN_MARGIN * abs(self.fusion.verifier)
             keep = self.fusion.logit(p_detector, one_view) >= reach
         p_unique = np.full(len(unique), np.nan)
         needed = np.unique(at[keep])
-        p_unique[needed] = _sigmoid(self.logits(chips[needed]))
+        p_unique[needed] = sigmoid(self.logits(chips[needed]))
         scores = self.fusion(p_detector[keep], p_unique[at[keep]])
         kept = [c for c, k in zip(found, keep, strict=True) if k]
         return [c.rescored(float(s)) for c, s in zip(kept, scores, strict=True)]
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, in float64 (scores and fused logits)."""
     return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
 
 

@@ -96,10 +96,13 @@ def main() -> None:
     if args.verifier:
         if args.variant != "recipe":
             ap.error("--verifier scores a recipe run's verifier: use the recipe variant")
+        if args.out or args.epochs or args.seed is not None:
+            ap.error("--verifier scores trained verifiers: --out, --epochs and --seed train one")
         members = [load_verifier(path) for path in args.verifier]
         history, seconds = [], 0.0
     else:
-        epochs, seed = args.epochs or VERIFIER["epochs"], args.seed or VERIFIER["seed"]
+        epochs = args.epochs or VERIFIER["epochs"]
+        seed = VERIFIER["seed"] if args.seed is None else args.seed
         cfg = VerifierConfig(**{**VERIFIER, "epochs": epochs, "seed": seed, "threads": 1})
         print(f"{args.variant}: {len(labels)} chips ({int(labels.sum())} mines), {cfg.epochs} ep.")
         t0 = time.perf_counter()
@@ -131,7 +134,7 @@ def main() -> None:
         figures[f"synthetic_{look}_auroc"] = roc_auc(q, y)
         figures[f"synthetic_{look}_mine_mean_probability"] = float(q[y == 1].mean())
     print(json.dumps(figures, indent=1))
-    if args.out and not args.verifier:
+    if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         save_verifier(model, cfg, args.out / "verifier.pt")
         (args.out / "figures.json").write_text(json.dumps({**figures, "history": history}))

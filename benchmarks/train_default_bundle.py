@@ -411,8 +411,8 @@ class RunTimes:
     a stage was reused), so the times are not those of one uninterrupted run.
     """
 
-    def __init__(self, work: Path, t0: float, threads: int):
-        self.work, self.t0 = work, t0
+    def __init__(self, work: Path, threads: int):
+        self.work = work
         done = [name for name, out in STAGE_OUTPUTS.items() if (work / out).exists()]
         self.figures: dict = {"resumed": done, "threads per process": threads, "seconds": {}}
 
@@ -473,7 +473,7 @@ def main() -> None:
         stage_verifier(args.work, gallery, args.threads)
         return
     last = STAGES.index(args.stage) if args.stage else len(STAGES) - 1
-    times = RunTimes(args.work, t0, args.threads)
+    times = RunTimes(args.work, args.threads)
     # The verifier trains in a process of its own while this one builds the detector: one core each.
     verifier = None
     if not (args.work / "verifier.pt").is_file():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from benchmarks.train_default_bundle import RunTimes, run_times
 
@@ -16,14 +15,14 @@ def _make_calibration(work):
 def test_only_stages_that_ran_are_timed_and_a_resumed_run_says_so(tmp_path):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    times = RunTimes(fresh, time.perf_counter(), threads=1)
+    times = RunTimes(fresh, threads=1)
     assert times.stage("calibrate", _make_calibration, fresh) == "calibrated"
     figures = json.loads((fresh / "times.json").read_text())
     assert figures["resumed"] == [] and set(figures["seconds"]) == {"calibrate"}
     assert "calibrate 0.0 min" in run_times(fresh)[0] and len(run_times(fresh)) == 1
 
     # a second run over the same folder reuses the output: no time, and the card says resumed
-    again = RunTimes(fresh, time.perf_counter(), threads=2)
+    again = RunTimes(fresh, threads=2)
     again.stage("calibrate", _make_calibration, fresh)
     again.record("training, stages 1-6", 61.0)
     lines = run_times(fresh)

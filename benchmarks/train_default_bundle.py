@@ -73,6 +73,22 @@ MIN_DETECTOR_SCORE = 0.01
 MIN_THRESHOLD = 0.5
 ENGINE_NAMES = {"torchvision": "torchvision", "detectron2": "Detectron2"}
 
+# What each stage leaves when it is done; its function skips its work when that exists.
+STAGE_OUTPUTS = {
+    "verifier": "verifier.pt",
+    "detector-data": "detector-data/annotations.json",
+    "detector": "detector-bundle/bundle.json",
+    "attach": "verified-bundle/bundle.json",
+    "calibrate": "calibration.json",
+    "export": "bundle/bundle.json",
+    "benchmark": "report.json",
+}
+
+
+def output(work: Path, stage: str) -> Path:
+    """The file that shows ``stage`` done (a bundle stage's is its folder's bundle.json)."""
+    return work / STAGE_OUTPUTS[stage]
+
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -88,7 +104,7 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
 def stage_verifier(work: Path, gallery, threads: int) -> Path:
     from training.verifier import VerifierConfig, train_verifier
 
-    out = work / "verifier.pt"
+    out = output(work, "verifier")
     if out.is_file():
         return out
     train, val = gallery.split("train"), gallery.split("val")
@@ -132,8 +148,8 @@ def stage_detector_data(work: Path) -> Path:
     from imagery.coco import merge_datasets
     from imagery.synthetic.output import generate_dataset
 
-    merged = work / "detector-data"
-    if (merged / "annotations.json").is_file():
+    merged = output(work, "detector-data").parent
+    if output(work, "detector-data").is_file():
         return merged
     parts = []
     for k, (name, scenes, options) in enumerate(DETECTOR_PARTS):
@@ -157,8 +173,8 @@ def stage_detector_data(work: Path) -> Path:
 
 
 def stage_detector(work: Path, data: Path, threads: int, config: Path = DETECTOR_CONFIG) -> Path:
-    out, bundle = work / "detector", work / "detector-bundle"
-    if (bundle / "bundle.json").is_file():
+    out, bundle = work / "detector", output(work, "detector").parent
+    if output(work, "detector").is_file():
         return bundle
     cmd = [
         str(REPO / ".venv" / "bin" / "asmspotter"),
@@ -193,11 +209,11 @@ def stage_attach(work: Path, detector: Path) -> Path:
     """The detector's bundle with the verifier attached (fusion and threshold not yet fitted)."""
     from training.verifier import Fusion, export_verifier
 
-    out = work / "verified-bundle"
-    if (out / "bundle.json").is_file():
+    out = output(work, "attach").parent
+    if output(work, "attach").is_file():
         return out
     tmp = fresh_copy(detector, work / "verified-bundle.tmp")
-    verifier, cfg = load_verifier(work / "verifier.pt")
+    verifier, cfg = load_verifier(output(work, "verifier"))
     export_verifier(
         tmp,
         verifier,
@@ -235,7 +251,7 @@ def stage_calibrate(work: Path, gallery, bundle: Path) -> dict:
     from training.chip_benchmark import calibration
     from training.verifier import fit_fusion
 
-    out = work / "calibration.json"
+    out = output(work, "calibrate")
     if out.is_file():
         return json.loads(out.read_text())
     val = gallery.split("val")
@@ -268,8 +284,8 @@ def stage_export(work: Path, verified: Path, calib: dict) -> Path:
     """The final bundle: the fitted fusion, the default threshold, the version."""
     from training.bundle import read_info
 
-    bundle = work / "bundle"
-    if (bundle / "bundle.json").is_file():
+    bundle = output(work, "export").parent
+    if output(work, "export").is_file():
         return bundle
     tmp = fresh_copy(verified, work / "bundle.tmp")
     info = read_info(tmp)
@@ -287,7 +303,7 @@ def stage_export(work: Path, verified: Path, calib: dict) -> Path:
 
 
 def stage_benchmark(work: Path, bundle: Path, gallery) -> dict:
-    out = work / "report.json"
+    out = output(work, "benchmark")
     if out.is_file():
         return json.loads(out.read_text())
     from benchmarks.bench_real_chips import summary_lines
@@ -312,7 +328,7 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
 
     info = read_info(bundle)
     cfg = info["config"]
-    calib = json.loads((work / "calibration.json").read_text())
+    calib = json.loads(output(work, "calibrate").read_text())
     chips = report["real_chips_test"]
     d = chips["operating_points"]["default"]
     syn, lakes = report["synthetic_heldout"], report.get("real_water_bodies")
@@ -392,18 +408,6 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
     return "\n".join(lines)
 
 
-# What each stage leaves when it is done (its function returns that output when it exists).
-STAGE_OUTPUTS = {
-    "verifier": "verifier.pt",
-    "detector-data": "detector-data/annotations.json",
-    "detector": "detector-bundle/bundle.json",
-    "attach": "verified-bundle/bundle.json",
-    "calibrate": "calibration.json",
-    "export": "bundle/bundle.json",
-    "benchmark": "report.json",
-}
-
-
 class RunTimes:
     """Wall seconds of the stages this run executed, kept in WORK/times.json for the model card.
 
@@ -413,12 +417,12 @@ class RunTimes:
 
     def __init__(self, work: Path, threads: int):
         self.work = work
-        done = [name for name, out in STAGE_OUTPUTS.items() if (work / out).exists()]
+        done = [name for name in STAGE_OUTPUTS if output(work, name).exists()]
         self.figures: dict = {"resumed": done, "threads per process": threads, "seconds": {}}
 
     def stage(self, name: str, fn, *args):
         """Run one stage; its time is recorded only when it produced its output now."""
-        fresh = not (self.work / STAGE_OUTPUTS[name]).exists()
+        fresh = not output(self.work, name).exists()
         start = time.perf_counter()
         result = fn(*args)
         if fresh:
@@ -476,7 +480,7 @@ def main() -> None:
     times = RunTimes(args.work, args.threads)
     # The verifier trains in a process of its own while this one builds the detector: one core each.
     verifier = None
-    if not (args.work / "verifier.pt").is_file():
+    if not output(args.work, "verifier").is_file():
         cmd = [sys.executable, __file__, "--work", str(args.work), "--only", "verifier"]
         verifier = subprocess.Popen([*cmd, "--threads", str(args.threads)])
     if last >= 1:

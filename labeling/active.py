@@ -51,19 +51,52 @@ def pick(scores: np.ndarray, budget: int, exclude: np.ndarray | None = None) -> 
     return order[: max(0, budget)]
 
 
-def bundle_scorer(bundle: str, device: str | None = None) -> tuple[Callable, list[str], str]:
-    """A model bundle as a chip scorer: a chip's score is its best site's (0 with none).
-    Returns (score(images [N,C,H,W] reflectance) -> [N], the bundle's bands, its version)."""
-    from training.model import load_bundle
+class ChipScorer:
+    """A model bundle as a chip scorer: a chip's score is its best site's as the service gives
+    it (``service.predictor.Predictor`` with its defaults, every site from score 0 up; the
+    default bundle's sites carry the fused P(mine)), 0 with none. Chips [N,C,H,W] are
+    reflectance in the bundle's bands (NaN = nodata) on a nominal 10 m grid. Close it (or use
+    ``with``) to stop the predictor."""
 
-    model = load_bundle(bundle, device)
+    def __init__(self, bundle: str, device: str | None = None) -> None:
+        from service.predictor import Predictor
+        from training.engines.base import default_threshold
+        from training.model import load_bundle
 
-    def score(images: np.ndarray) -> np.ndarray:
-        found = model.predict(np.nan_to_num(np.asarray(images, np.float32), nan=0.0))
-        return np.array([float(f.scores.max()) if len(f.scores) else 0.0 for f in found])
+        model = load_bundle(bundle, device)
+        info = model.info
+        self.bands: list[str] = list(info["bands"])
+        self.sensor: str = info["sensor"]
+        self.version = f"{info['name']}-{info['version']}"
+        self.threshold = default_threshold(info)  # the bundle's decision threshold
+        self.predictor = Predictor(model)
 
-    info = model.info
-    return score, list(info["bands"]), f"{info['name']}-{info['version']}"
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        from rasterio.crs import CRS
+        from rasterio.transform import Affine
+
+        from imagery.scene import ArrayScene, Grid
+        from service.predictor import DetectOptions
+
+        crs, options = CRS.from_epsg(3857), DetectOptions(min_score=0.0, output_crs="EPSG:3857")
+        scores = []
+        for k, image in enumerate(np.asarray(images, np.float32)):
+            grid = Grid(
+                crs, Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0), image.shape[2], image.shape[1]
+            )
+            scene = ArrayScene(image, self.bands, grid, self.sensor, scene_id=f"chip-{k}")
+            result = self.predictor.detect(scene, options, tile_id=f"chip-{k}")
+            scores.append(max((site.score for site in result.sites), default=0.0))
+        return np.array(scores, np.float64)
+
+    def close(self) -> None:
+        self.predictor.close()
+
+    def __enter__(self) -> ChipScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def rank_tasks(

@@ -123,7 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "next",
         help="the unlabelled tasks to label next, by the model's uncertainty (active learning)",
         description="Scores every unlabelled task's chip with a bundle under the 8 flips and "
-        "quarter turns; ranks by closeness to the threshold plus disagreement between the "
+        "quarter turns (a chip's score: its best site's, as the service scores sites); ranks "
+        "by closeness to the threshold plus disagreement between the "
         "views (labeling/active.py). --mark writes the rank into the tasks (sort by "
         "'label_next' in Label Studio's data manager).",
     )
@@ -131,7 +132,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", type=Path, required=True, help="model bundle folder")
     p.add_argument("--device", help="cpu, cuda (default: cuda when present)")
     p.add_argument("--budget", type=int, default=20, help="how many tasks to pick")
-    p.add_argument("--threshold", type=float, default=0.5, help="the model's decision threshold")
+    p.add_argument(
+        "--threshold", type=float, help="the decision threshold (default: the bundle's own)"
+    )
     p.add_argument("-o", "--out", type=Path, help="write the ranking as JSON")
     p.add_argument("--mark", action="store_true", help="store uncertainty and rank in the tasks")
     p.add_argument("--reviews", action="store_true", help="rank the alert review project")
@@ -312,22 +315,24 @@ def _next(args: argparse.Namespace) -> int:
     import numpy as np
 
     from imagery.scene import open_scene
-    from labeling.active import bundle_scorer, rank_tasks
+    from labeling.active import ChipScorer, rank_tasks
     from labeling.export import fetch_tasks
     from labeling.predict import chip_file
     from labeling.project import call, document_root, require_project
 
-    score, bands, version = bundle_scorer(str(args.bundle), args.device)  # before the server
-    ls = _client(args)
-    title = args.title or (REVIEW_TITLE if args.reviews else "ASM pits and ponds")
-    project_id = require_project(ls, title)
-    root = document_root(args.files_root)
+    with ChipScorer(str(args.bundle), args.device) as score:  # the model before the server
+        threshold = score.threshold if args.threshold is None else args.threshold
+        ls = _client(args)
+        title = args.title or (REVIEW_TITLE if args.reviews else "ASM pits and ponds")
+        project_id = require_project(ls, title)
+        root = document_root(args.files_root)
 
-    def read_chip(data: dict) -> np.ndarray:
-        with open_scene(chip_file(data, root), bands=bands) as scene:
-            return scene.read()
+        def read_chip(data: dict) -> np.ndarray:
+            with open_scene(chip_file(data, root), bands=score.bands) as scene:
+                return scene.read()
 
-    ranked = rank_tasks(fetch_tasks(ls, project_id), read_chip, score, args.threshold)
+        ranked = rank_tasks(fetch_tasks(ls, project_id), read_chip, score, threshold)
+    version = score.version
     picks = ranked[: args.budget]
     for rank, row in enumerate(picks, start=1):
         print(

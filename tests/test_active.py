@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from asmspotter.cli import main
-from labeling.active import dihedral, pick, uncertainty, view_scores
+from labeling.active import ChipScorer, dihedral, pick, uncertainty, view_scores
 
 
 def test_uncertainty_rule():
@@ -39,7 +39,6 @@ def test_label_next_ranks_unlabelled_tasks(labelstudio, tiny_bundle, tmp_path, c
     from labeling import project as lsproject
     from labeling.predict import chip_file
     from labeling.tasks import import_scene
-    from training.model import load_bundle
 
     files = write_scene(tmp_path / "scene", 5, 128, 128, cloud_probability=0.0)
     ls = lsproject.connect(labelstudio.url, labelstudio.token)
@@ -59,20 +58,47 @@ def test_label_next_ranks_unlabelled_tasks(labelstudio, tiny_bundle, tmp_path, c
     assert "2 of 3 unlabelled tasks picked" in capsys.readouterr().out
     picks = json.loads(out.read_text())["picks"]
     assert {p["task_id"] for p in picks}.isdisjoint({tasks[0].id})
-    # The same rule computed here from the model's views of every unlabelled chip.
-    model = load_bundle(tiny_bundle, "cpu")
-    want = {}
-    for task in tasks[1:]:
-        with open_scene(chip_file(task.data, labelstudio.document_root)) as scene:
-            chip = scene.read()[None]
-        views = np.array([
-            max([0.0, *model.predict(np.nan_to_num(dihedral(chip, k)))[0].scores.tolist()])
-            for k in range(8)
-        ])  # fmt: skip
-        want[task.id] = float(uncertainty(views[:, None])[0])
+    # The same rule computed here from the bundle's score of every view of each unlabelled chip
+    with ChipScorer(str(tiny_bundle), "cpu") as score:
+        want = {}
+        for task in tasks[1:]:
+            with open_scene(chip_file(task.data, labelstudio.document_root)) as scene:
+                chip = scene.read()[None]
+            views = np.array([score(dihedral(chip, k))[0] for k in range(8)])
+            # closeness to the bundle's own threshold (the tiny bundle has none: 0.5)
+            want[task.id] = float(uncertainty(views[:, None], score.threshold)[0])
+        assert score.threshold == 0.5
     best = sorted(want, key=lambda t: (-want[t], t))[:2]
     assert [p["task_id"] for p in picks] == best
     np.testing.assert_allclose([p["uncertainty"] for p in picks], [want[t] for t in best])
     marked = {t.id: t.data.get("label_next") for t in ls.tasks.list(project=project_id)}
     assert [marked[t] for t in best] == [1, 2]
     assert all(marked[t.id] is None for t in tasks if t.id not in best)
+
+
+def test_a_chip_scores_as_the_service_scores_its_sites():
+    """`label next` ranks chips by the score users see: with the default bundle its fused
+    P(mine) (detector and verifier) of the chip's best site, as the real-chip benchmark scores
+    the same chips through the service's Predictor."""
+    from imagery.gallery import load_gallery
+    from service.predictor import Predictor
+    from training.chip_benchmark import predict_chips
+    from training.model import load_bundle
+
+    val = load_gallery().split("val")
+    rows = np.r_[np.flatnonzero(val.labels == 1)[:6], np.flatnonzero(val.labels == 0)[:6]]
+    chips = val.subset(rows)
+    model = load_bundle("service/default_bundle", "cpu")
+    with ChipScorer("service/default_bundle", "cpu") as score:
+        assert score.bands == list(model.info["bands"])
+        assert score.threshold == model.info["default_threshold"]
+        ours = score(chips.images)
+    predictor = Predictor(model)
+    try:
+        benchmark = predict_chips(predictor, chips).scores
+    finally:
+        predictor.close()
+    np.testing.assert_allclose(ours, benchmark, atol=1e-5)
+    # not the detector's own score: the verifier moved every chip that has a site
+    raw = [max([0.0, *p.scores.tolist()]) for p in model.predict(chips.images, 0.01)]
+    assert np.all(np.abs(ours - np.array(raw))[ours > 0] > 1e-3)

@@ -8,7 +8,8 @@ mean probability of the synthetic mines (what decides whether the bundle keeps s
 The test split is not read: it stays for ``benchmarks/bench_real_chips.py``.
 
 Variants:
-  recipe     the recipe's verifier as it is (``--epochs`` and ``--seed`` override the recipe's);
+  recipe     the recipe's verifier as it is (``--epochs``, ``--seed`` and ``--set KEY=VALUE``
+             override the recipe's);
              ``--verifier RUN/verifier.pt`` scores a recipe run's verifier without training,
              several ``--verifier`` files score their ensemble (the mean of their 8-view logits)
   synthetic  the real train chips plus 3000 synthetic context chips (half mines, half
@@ -18,6 +19,8 @@ Variants:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_verifier_variants.py synthetic --epochs 48
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_verifier_variants.py recipe --epochs 72
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_verifier_variants.py recipe \
+        --set batch_size=64 --out runs/exp/v144-b64
     .venv/bin/python benchmarks/bench_verifier_variants.py recipe \
         --verifier runs/default-recipe/verifier.pt
     .venv/bin/python benchmarks/bench_verifier_variants.py recipe \
@@ -57,6 +60,22 @@ def synthetic_chips(seed: int, sizes: list[int]) -> list[tuple[np.ndarray, np.nd
     return parts
 
 
+def config_changes(items: list[str], config: type) -> dict | str:
+    """``KEY=VALUE`` items (values read as YAML) as config fields, or what is wrong with them."""
+    import dataclasses
+
+    import yaml
+
+    names = {f.name for f in dataclasses.fields(config)} - {"epochs", "seed", "threads"}
+    changes = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in names:
+            return f"--set {item!r}: not KEY=VALUE with KEY one of {sorted(names)}"
+        changes[key] = yaml.safe_load(raw)
+    return changes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("variant", choices=("recipe", "synthetic"))
@@ -64,6 +83,13 @@ def main() -> None:
     ap.add_argument("--synthetic-weight", type=float, default=0.6)
     ap.add_argument("--out", type=Path, help="write the verifier and the figures here")
     ap.add_argument("--seed", type=int, help="default: the recipe's")
+    ap.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other VerifierConfig fields than the recipe's (e.g. batch_size=64)",
+    )
     ap.add_argument(
         "--verifier",
         type=Path,
@@ -96,14 +122,21 @@ def main() -> None:
     if args.verifier:
         if args.variant != "recipe":
             ap.error("--verifier scores a recipe run's verifier: use the recipe variant")
-        if args.out or args.epochs or args.seed is not None:
-            ap.error("--verifier scores trained verifiers: --out, --epochs and --seed train one")
+        if args.out or args.epochs or args.seed is not None or args.set:
+            ap.error(
+                "--verifier scores trained verifiers: --out, --epochs, --seed, --set train one"
+            )
         members = [load_verifier(path) for path in args.verifier]
         history, seconds = [], 0.0
     else:
         epochs = args.epochs or VERIFIER["epochs"]
         seed = VERIFIER["seed"] if args.seed is None else args.seed
-        cfg = VerifierConfig(**{**VERIFIER, "epochs": epochs, "seed": seed, "threads": 1})
+        changes = config_changes(args.set, VerifierConfig)
+        if isinstance(changes, str):
+            ap.error(changes)
+        cfg = VerifierConfig(
+            **{**VERIFIER, **changes, "epochs": epochs, "seed": seed, "threads": 1}
+        )
         print(f"{args.variant}: {len(labels)} chips ({int(labels.sum())} mines), {cfg.epochs} ep.")
         t0 = time.perf_counter()
         model, history = train_verifier(
@@ -122,6 +155,7 @@ def main() -> None:
         "verifiers": [str(v) for v in args.verifier or []],
         "epochs": [c.epochs for _, c in members],
         "seeds": [c.seed for _, c in members],
+        "changes": args.set,
         "train_seconds": round(seconds, 1),
         "val_auroc": roc_auc(p, val.labels),
         "val_sensitivity_at_specificity_0.98": sensitivity_at_specificity(p, val.labels, 0.98),

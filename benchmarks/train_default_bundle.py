@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -173,9 +174,18 @@ def stage_detector_data(work: Path) -> Path:
 
 
 def stage_detector(work: Path, data: Path, threads: int, config: Path = DETECTOR_CONFIG) -> Path:
-    out, bundle = work / "detector", output(work, "detector").parent
+    bundle = output(work, "detector").parent
     if output(work, "detector").is_file():
         return bundle
+    train_detector(config, data, work / "detector", bundle, DETECTOR_OVERRIDES, threads)
+    return bundle
+
+
+def train_detector(
+    config: Path, data: Path, out: Path, bundle: Path, overrides: Sequence[str], threads: int
+) -> None:
+    """``asmspotter train`` in a process of its own with ``threads`` torch threads, resumed when
+    ``out`` holds a checkpoint; the result exported to ``bundle``."""
     cmd = [
         str(REPO / ".venv" / "bin" / "asmspotter"),
         "train",
@@ -187,14 +197,13 @@ def stage_detector(work: Path, data: Path, threads: int, config: Path = DETECTOR
         str(out),
         "--export",
         str(bundle),
-        *DETECTOR_OVERRIDES,
+        *overrides,
     ]
     if (out / "last.pt").is_file():
         cmd.insert(2, "--resume")
     log("detector: " + " ".join(cmd[1:]))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     subprocess.run(cmd, check=True, env=env)
-    return bundle
 
 
 def fresh_copy(source: Path, tmp: Path) -> Path:

@@ -103,6 +103,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=recipe.SEED)
     args = ap.parse_args()
+    needed = ("verifier", "detector-data", "detector", "calibrate", "export")
+    missing = [n for n in needed if not recipe.output(args.base, n).is_file()]
+    if missing:
+        ap.error(f"--base {args.base} is not a finished recipe run: no output of {missing}")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     real, summary = real_part(args.base, work, args.negatives, args.seed)
@@ -132,8 +136,8 @@ def main() -> None:
     for label, key in rows:
         print(f"{label:40s} {old[key]:10.4f} {new[key]:13.4f}")
     before, after = synthetic_ap50(args.base), synthetic_ap50(work)
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    print(f"{'synthetic val mask AP50, detector':40s} {fmt(before):>10s} {fmt(after):>13s}")
+    shown = ["n/a" if v is None else f"{v:.4f}" for v in (before, after)]
+    print(f"{'synthetic val mask AP50, detector':40s} {shown[0]:>10s} {shown[1]:>13s}")
     print(f"fusion: base {old['fusion']}, self-trained {new['fusion']}")
 
 

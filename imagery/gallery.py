@@ -313,6 +313,47 @@ def nominal_transform(number: int) -> tuple[float, ...]:
     return (10.0, 0.0, x0, 0.0, -10.0, y0)
 
 
+def write_chip(out_dir: Path, chips: GalleryChips, row: int, image_id: int, split: str) -> dict:
+    """Chip ``row`` as the dataset's 3-band stacked GeoTIFF (``sentinel2-l1c`` B02 B03 B04 on
+    the nominal grid cell ``row``, marked not georeferenced) under ``out_dir``; returns its COCO
+    image entry (chip label, category, mosaic, group and cell as image fields)."""
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    from imagery import coco
+    from imagery.scene import Grid
+    from imagery.tiles import write_tile
+
+    mosaic = str(chips.mosaics[row])
+    name = f"chips/{mosaic}/{int(chips.indices[row]):04d}.tif"
+    transform = Affine(*nominal_transform(row))
+    write_tile(
+        Path(out_dir) / name,
+        chips.images[row],
+        Grid(CRS.from_string(NOMINAL_CRS), transform, CHIP_PX, CHIP_PX),
+        GALLERY_BANDS,
+        sensor="sentinel2-l1c",
+        scene_id=f"{mosaic}/{int(chips.indices[row])}",
+        cog=False,
+        extra_tags={GEOREFERENCED_TAG: "false"},
+    )
+    return coco.image_entry(
+        image_id,
+        name,
+        CHIP_PX,
+        CHIP_PX,
+        NOMINAL_CRS,
+        transform,
+        split=split,
+        label=int(chips.labels[row]),
+        category=str(chips.categories[row]),
+        mosaic=mosaic,
+        group=str(chips.groups[row]),
+        cell=int(chips.indices[row]),
+        georeferenced=False,
+    )
+
+
 def import_gallery(
     out_dir: str | Path,
     root: str | Path | None = None,
@@ -325,56 +366,21 @@ def import_gallery(
     ``group``, ``split``). Returns the number of chips per split."""
     import json
 
-    from rasterio.crs import CRS
-    from rasterio.transform import Affine
     from tqdm import tqdm
 
     from imagery import coco
-    from imagery.scene import Grid
-    from imagery.tiles import write_tile
 
     out = Path(out_dir)
     chips = load_gallery(root)
     keep = np.isin(chips.splits, list(splits))
     chips = chips.subset(keep)
-    crs = CRS.from_string(NOMINAL_CRS)
     images: list[dict] = []
     counts: dict[str, int] = {}
     rows = tqdm(range(len(chips)), desc="chips", unit="chip", disable=not progress)
     for i in rows:
-        mosaic = str(chips.mosaics[i])
-        name = f"chips/{mosaic}/{int(chips.indices[i]):04d}.tif"
-        transform = Affine(*nominal_transform(i))
-        grid = Grid(crs, transform, CHIP_PX, CHIP_PX)
-        write_tile(
-            out / name,
-            chips.images[i],
-            grid,
-            GALLERY_BANDS,
-            sensor="sentinel2-l1c",
-            scene_id=f"{mosaic}/{int(chips.indices[i])}",
-            cog=False,
-            extra_tags={GEOREFERENCED_TAG: "false"},
-        )
         split = str(chips.splits[i])
         counts[split] = counts.get(split, 0) + 1
-        images.append(
-            coco.image_entry(
-                i + 1,
-                name,
-                CHIP_PX,
-                CHIP_PX,
-                NOMINAL_CRS,
-                transform,
-                split=split,
-                label=int(chips.labels[i]),
-                category=str(chips.categories[i]),
-                mosaic=mosaic,
-                group=str(chips.groups[i]),
-                cell=int(chips.indices[i]),
-                georeferenced=False,
-            )
-        )
+        images.append(write_chip(out, chips, i, i + 1, split))
     data = coco.dataset(images, [], source=ATTRIBUTION, weak_labels="image field 'label'")
     (out / "annotations.json").write_text(json.dumps(data))
     return counts

@@ -55,7 +55,8 @@ class ChipScorer:
     """A model bundle as a chip scorer: a chip's score is its best site's as the service gives
     it (``service.predictor.Predictor`` with its defaults, every site from score 0 up; the
     default bundle's sites carry the fused P(mine)), 0 with none. Chips [N,C,H,W] are
-    reflectance in the bundle's bands (NaN = nodata) on a nominal 10 m grid. Close it (or use
+    reflectance in the bundle's bands (NaN = nodata), laid on the real-chip benchmark's
+    nominal 10 m grid (``training.chip_benchmark.chip_sites``). Close it (or use
     ``with``) to stop the predictor."""
 
     def __init__(self, bundle: str, device: str | None = None) -> None:
@@ -72,21 +73,15 @@ class ChipScorer:
         self.predictor = Predictor(model)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        from rasterio.crs import CRS
-        from rasterio.transform import Affine
-
-        from imagery.scene import ArrayScene, Grid
+        from imagery.gallery import NOMINAL_CRS
         from service.predictor import DetectOptions
+        from training.chip_benchmark import chip_sites
 
-        crs, options = CRS.from_epsg(3857), DetectOptions(min_score=0.0, output_crs="EPSG:3857")
+        options = DetectOptions(min_score=0.0, output_crs=NOMINAL_CRS)
         scores = []
         for k, image in enumerate(np.asarray(images, np.float32)):
-            grid = Grid(
-                crs, Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0), image.shape[2], image.shape[1]
-            )
-            scene = ArrayScene(image, self.bands, grid, self.sensor, scene_id=f"chip-{k}")
-            result = self.predictor.detect(scene, options, tile_id=f"chip-{k}")
-            scores.append(max((site.score for site in result.sites), default=0.0))
+            found = chip_sites(self.predictor, image, self.bands, self.sensor, k, options)
+            scores.append(max((site.score for site in found), default=0.0))
         return np.array(scores, np.float64)
 
     def close(self) -> None:

@@ -36,6 +36,21 @@ class ChipScores:
     notes: list[str]
 
 
+def chip_sites(
+    predictor: Any, image: np.ndarray, bands: list[str], sensor: str, number: int, options: Any
+) -> list[Any]:
+    """The sites ``predictor.detect`` reports on one chip (reflectance [C,H,W] in ``bands``,
+    NaN = nodata) given as a one-chip scene on the gallery's nominal grid (cell ``number``)."""
+    grid = Grid(
+        CRS.from_string(NOMINAL_CRS),
+        Affine(*nominal_transform(number)),
+        image.shape[2],
+        image.shape[1],
+    )
+    scene = ArrayScene(image, bands, grid, sensor, scene_id=f"chip-{number}")
+    return predictor.detect(scene, options, tile_id=f"chip-{number}").sites
+
+
 def predict_chips(predictor: Any, chips: GalleryChips, progress: bool = False) -> ChipScores:
     """Every chip through ``predictor.detect`` (min_score 0: every site the model reports)."""
     from tqdm import tqdm
@@ -52,7 +67,6 @@ def predict_chips(predictor: Any, chips: GalleryChips, progress: bool = False) -
     if missing:
         notes.append(f"bands {missing} are not in the chips: filled as nodata (the band mean)")
     order = [GALLERY_BANDS.index(b) if b in GALLERY_BANDS else -1 for b in bands]
-    crs = CRS.from_string(NOMINAL_CRS)
     options = DetectOptions(min_score=0.0, output_crs=NOMINAL_CRS)
     scores = np.zeros(len(chips), np.float32)
     sites = np.zeros(len(chips), np.int32)
@@ -62,11 +76,9 @@ def predict_chips(predictor: Any, chips: GalleryChips, progress: bool = False) -
         for k, j in enumerate(order):
             if j >= 0:
                 data[k] = chips.images[i, j]
-        grid = Grid(crs, Affine(*nominal_transform(i)), CHIP_PX, CHIP_PX)
-        scene = ArrayScene(data, bands, grid, sensor, scene_id=f"chip-{i}")
-        result = predictor.detect(scene, options, tile_id=f"chip-{i}")
-        sites[i] = len(result.sites)
-        scores[i] = max((s.score for s in result.sites), default=0.0)
+        found = chip_sites(predictor, data, bands, sensor, i, options)
+        sites[i] = len(found)
+        scores[i] = max((s.score for s in found), default=0.0)
     seconds = time.perf_counter() - t0
     return ChipScores(scores, sites, chips.labels.copy(), chips.categories.copy(), seconds, notes)
 

@@ -78,55 +78,16 @@ def write_real_part(
     rows: list[int],
     instances: dict[int, list[tuple[np.ndarray, str, float]]],
 ) -> Path:
-    """``rows`` of ``chips`` as a COCO part (split ``train``): the chips as 3-band GeoTIFFs on the
-    gallery's nominal grid (``imagery.gallery.import_gallery``'s format) and ``instances`` as
-    their annotations (rows without any are background images)."""
-    from rasterio.crs import CRS
-    from rasterio.transform import Affine
-
+    """``rows`` of ``chips`` as a COCO part (split ``train``): the chips as ``import-gallery``
+    writes them (``imagery.gallery.write_chip``) and ``instances`` as their annotations (rows
+    without any are background images)."""
     from imagery import coco
-    from imagery.gallery import (
-        ATTRIBUTION,
-        CHIP_PX,
-        GALLERY_BANDS,
-        GEOREFERENCED_TAG,
-        NOMINAL_CRS,
-        nominal_transform,
-    )
-    from imagery.scene import Grid
-    from imagery.tiles import write_tile
+    from imagery.gallery import ATTRIBUTION, write_chip
 
-    crs = CRS.from_string(NOMINAL_CRS)
     images: list[dict] = []
     annotations: list[dict] = []
     for n, row in enumerate(rows, start=1):
-        mosaic = str(chips.mosaics[row])
-        name = f"chips/{mosaic}/{int(chips.indices[row]):04d}.tif"
-        transform = Affine(*nominal_transform(row))
-        write_tile(
-            out_dir / name,
-            chips.images[row],
-            Grid(crs, transform, CHIP_PX, CHIP_PX),
-            GALLERY_BANDS,
-            sensor="sentinel2-l1c",
-            scene_id=f"{mosaic}/{int(chips.indices[row])}",
-            cog=False,
-            extra_tags={GEOREFERENCED_TAG: "false"},
-        )
-        images.append(
-            coco.image_entry(
-                n,
-                name,
-                CHIP_PX,
-                CHIP_PX,
-                NOMINAL_CRS,
-                transform,
-                split="train",
-                label=int(chips.labels[row]),
-                category=str(chips.categories[row]),
-                georeferenced=False,
-            )
-        )
+        images.append(write_chip(out_dir, chips, row, n, "train"))
         for mask, cls, score in instances.get(row, []):
             annotations.append(
                 coco.annotation(len(annotations) + 1, n, mask, cls, teacher_score=score)

@@ -145,13 +145,17 @@ def load_verifier(path: Path):
     return model.eval(), cfg
 
 
-def stage_detector_data(work: Path) -> Path:
+def stage_detector_data(work: Path, config: Path = DETECTOR_CONFIG) -> Path:
+    """The synthetic chips of DETECTOR_PARTS, in the bands the detector's ``config`` reads."""
     from imagery.coco import merge_datasets
     from imagery.synthetic.output import generate_dataset
 
     merged = output(work, "detector-data").parent
     if output(work, "detector-data").is_file():
         return merged
+    from training.config import load_config
+
+    bands = tuple(load_config(config).bands)
     parts = []
     for k, (name, scenes, options) in enumerate(DETECTOR_PARTS):
         part = work / "synthetic" / name
@@ -164,7 +168,7 @@ def stage_detector_data(work: Path) -> Path:
                 chip_size=128,
                 seed=SEED + 1000 * k,
                 keep_negatives=0.25,
-                bands=("B02", "B03", "B04"),
+                bands=bands,
                 clusters=6,
                 **options,
             )
@@ -493,7 +497,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--work", str(args.work), "--only", "verifier"]
         verifier = subprocess.Popen([*cmd, "--threads", str(args.threads)])
     if last >= 1:
-        data = times.stage("detector-data", stage_detector_data, args.work)
+        data = times.stage("detector-data", stage_detector_data, args.work, args.detector_config)
     if last >= 2:
         detector = times.stage(
             "detector", stage_detector, args.work, data, args.threads, args.detector_config

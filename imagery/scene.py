@@ -73,6 +73,7 @@ class Scene:
     path: str
     grid_check: GridCheck | None = None  # set when the scene was matched to a model's GSD
     source_pixels: int | None = None  # pixels of the source raster, when warped onto ``grid``
+    absent_bands: tuple[str, ...] = ()  # in ``bands`` but not in the source: read as nodata
 
     def read(self, window: Window | None = None) -> np.ndarray:
         """float32 [bands, h, w] in physical units (reflectance or dB); NaN where nodata."""
@@ -531,10 +532,12 @@ def open_scene(
     bands: Sequence[str] | None = None,
     resolution: float | None = None,
     band_order: Sequence[str] | None = None,
+    optional_bands: Sequence[str] = (),
 ) -> Scene:
     """Open a stacked GeoTIFF, a Sentinel-2 band folder or a Sentinel-1 GRD folder.
 
-    ``bands`` selects bands; ``band_order`` names a stacked GeoTIFF's bands in file order when
+    ``bands`` selects bands; those of ``optional_bands`` a stacked GeoTIFF lacks read as nodata
+    (``Scene.absent_bands``). ``band_order`` names a stacked GeoTIFF's bands in file order when
     its band descriptions do not.
     """
     path = Path(path)
@@ -544,7 +547,8 @@ def open_scene(
         scene = StackedScene(path, sensor=sensor, bands=band_order)
         if bands and tuple(bands) != scene.bands:
             try:
-                return SubsetScene(scene, bands)  # raises BAND_MISSING with the file's bands
+                # raises BAND_MISSING with the file's bands
+                return SubsetScene(scene, bands, optional_bands)
             except BaseException:
                 scene.close()
                 raise
@@ -565,8 +569,9 @@ def open_scene(
 class SubsetScene(Scene):
     """A scene seen through a band selection (e.g. the model's stack of a wider file)."""
 
-    def __init__(self, scene: Scene, bands: Sequence[str]) -> None:
-        missing = [b for b in bands if b not in scene.bands]
+    def __init__(self, scene: Scene, bands: Sequence[str], optional: Sequence[str] = ()) -> None:
+        """``optional``: bands that, when ``scene`` lacks them, read as nodata (NaN)."""
+        missing = [b for b in bands if b not in scene.bands and b not in optional]
         if missing:
             raise ImageryError(
                 Reason.BAND_MISSING,
@@ -574,14 +579,24 @@ class SubsetScene(Scene):
                 scene.path,
             )
         self._scene = scene
-        self._idx = [scene.bands.index(b) for b in bands]
+        self._idx = [scene.bands.index(b) if b in scene.bands else -1 for b in bands]
         self.sensor, self.grid, self.path = scene.sensor, scene.grid, scene.path
         self.scene_id, self.datetime = scene.scene_id, scene.datetime
         self.grid_check = scene.grid_check
         self.bands = tuple(bands)
+        self.absent_bands = tuple(
+            b for b in bands if b not in scene.bands or b in scene.absent_bands
+        )
 
     def _read(self, window: Window) -> np.ndarray:
-        return self._scene._read(window)[self._idx]
+        data = self._scene._read(window)
+        if -1 not in self._idx:
+            return data[self._idx]
+        out = np.full((len(self._idx), *data.shape[1:]), np.nan, np.float32)
+        for k, j in enumerate(self._idx):
+            if j >= 0:
+                out[k] = data[j]
+        return out
 
     def close(self) -> None:
         self._scene.close()
@@ -657,6 +672,10 @@ class ArrayScene(Scene):
         self.sensor = get_sensor(sensor)
         self.bands, self.grid, self._data = tuple(bands), grid, data
         self.scene_id, self.datetime, self.path = scene_id, datetime, scene_id
+        # a wholly NaN band beside bands with data: one the source lacks (e.g. NIR of an RGB chip)
+        empty = np.isnan(data).all(axis=(1, 2))
+        if not empty.all():
+            self.absent_bands = tuple(b for b, e in zip(bands, empty, strict=True) if e)
 
     def _read(self, window: Window) -> np.ndarray:
         (r0, r1), (c0, c1) = window.toranges()

@@ -67,6 +67,7 @@ class ChipScorer:
         model = load_bundle(bundle, device)
         info = model.info
         self.bands: list[str] = list(info["bands"])
+        self.optional_bands: list[str] = list(info.get("optional_bands") or [])
         self.sensor: str = info["sensor"]
         self.version = f"{info['name']}-{info['version']}"
         self.threshold = default_threshold(info)  # the bundle's decision threshold

@@ -328,7 +328,8 @@ def _next(args: argparse.Namespace) -> int:
         root = document_root(args.files_root)
 
         def read_chip(data: dict) -> np.ndarray:
-            with open_scene(chip_file(data, root), bands=score.bands) as scene:
+            chip = chip_file(data, root)
+            with open_scene(chip, bands=score.bands, optional_bands=score.optional_bands) as scene:
                 return scene.read()
 
         ranked = rank_tasks(fetch_tasks(ls, project_id), read_chip, score, threshold)

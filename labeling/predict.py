@@ -70,13 +70,14 @@ class BundlePredictor:
         self.model = load_bundle(bundle, device)
         info = self.model.info
         self.bands = list(info["bands"])
+        self.optional_bands = list(info.get("optional_bands") or [])
         self.classes = list(info["classes"])
         self.min_score = min_score
         self.model_version = f"{info['name']}-{info['version']}"
         self.gsd_m = float(info.get("gsd_m") or get_sensor(info["sensor"]).grid_m)
 
     def predict(self, chip: Path, data: dict[str, Any]) -> list[Site]:
-        with open_scene(chip, bands=self.bands) as scene:
+        with open_scene(chip, bands=self.bands, optional_bands=self.optional_bands) as scene:
             g = scene.grid
             plan = plan_model_grid(g.crs, g.transform, g.width, g.height, self.gsd_m, str(chip))
             if plan.check.resampled:  # labels live on the chip's pixels: no resampling here

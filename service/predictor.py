@@ -279,7 +279,7 @@ class Predictor:
         lacks the bands it needs."""
         if not (self.skip_windows or self.site_test):
             return None
-        return WindowPrefilter.for_bands(scene.bands)
+        return WindowPrefilter.for_bands(scene.bands, scene.absent_bands)
 
     def _sites(
         self,

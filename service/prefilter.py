@@ -72,10 +72,11 @@ class WindowPrefilter:
         self.t = thresholds or PrefilterThresholds()
 
     @classmethod
-    def for_bands(cls, bands: Sequence[str]) -> WindowPrefilter | None:
+    def for_bands(cls, bands: Sequence[str], absent: Sequence[str] = ()) -> WindowPrefilter | None:
         """A prefilter for these bands, or None when they lack the optical bands it needs
-        (e.g. Sentinel-1): then every valid window runs."""
-        if any(b not in bands for b in REQUIRED_BANDS):
+        (e.g. Sentinel-1, or RGB-only input whose other bands are ``absent``, read as nodata):
+        then every valid window runs."""
+        if any(b not in bands or b in absent for b in REQUIRED_BANDS):
             return None
         return cls(bands)
 

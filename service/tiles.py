@@ -54,6 +54,7 @@ class ModelInput:
     gsd_m: float = 10.0
     sensors: tuple[str, ...] = ()  # every sensor the model accepts; () = (sensor,)
     extra_bands: tuple[str, ...] = ()
+    optional_bands: tuple[str, ...] = ()  # of ``bands``: a tile without them reads them as nodata
 
     @classmethod
     def from_info(cls, info: dict) -> ModelInput:
@@ -64,15 +65,16 @@ class ModelInput:
         bands = tuple(info["bands"])
         extra = tuple(b for b in REQUIRED_BANDS if b not in bands)
         sensors = tuple(info.get("sensors") or (info["sensor"],))
-        return cls(info["sensor"], bands, float(gsd), sensors, extra)
+        optional = tuple(info.get("optional_bands") or ())
+        return cls(info["sensor"], bands, float(gsd), sensors, extra, optional)
 
     @property
     def accepted_sensors(self) -> tuple[str, ...]:
         return self.sensors or (self.sensor,)
 
     def reads(self, available: Sequence[str]) -> tuple[str, ...]:
-        """The bands read from a tile with ``available`` bands: the model's, then the extras
-        the tile has."""
+        """The bands read from a tile with ``available`` bands: the model's (its optional ones
+        as nodata where the tile lacks them), then the extras the tile has."""
         extra = [b for b in self.extra_bands if b in available and b not in self.bands]
         return (*self.bands, *extra)
 
@@ -214,7 +216,9 @@ def open_tile(
         scene.close()
         raise
     wanted = model.reads(matched.bands)
-    return matched if matched.bands == wanted else SubsetScene(matched, wanted)
+    if matched.bands == wanted:
+        return matched
+    return SubsetScene(matched, wanted, model.optional_bands)
 
 
 def _check_against_model(
@@ -227,7 +231,7 @@ def _check_against_model(
             f"{' or '.join(model.accepted_sensors)} bands {list(model.bands)}",
             name,
         )
-    missing = [b for b in model.bands if b not in scene.bands]
+    missing = [b for b in model.bands if b not in scene.bands and b not in model.optional_bands]
     if missing:
         raise ImageryError(
             Reason.BAND_MISMATCH,

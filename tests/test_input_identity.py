@@ -191,6 +191,72 @@ def test_rgb_tile_serves_an_rgb_model(tiles):
     assert err.value.reason is Reason.BAND_MISMATCH and "B08" in str(err.value)
 
 
+class NirOptionalModel(WaterIndexModel):
+    """Six bands of which NIR and SWIR are optional: NDWI where the input has NIR, a red-band
+    rule where it does not (the ponds' red is half the soil's). Keeps what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(chip_size=64)
+        self.info["optional_bands"] = ["B08", "B11", "B12"]
+        self.seen_nir: list[bool] = []
+
+    def predict(self, images: np.ndarray, score_threshold: float = 0.05) -> list:
+        nir = images[:, 3]
+        self.seen_nir.append(bool(np.isfinite(nir).any()))
+        if np.isfinite(nir).any():
+            return super().predict(images, score_threshold)
+        visible = images.copy()  # red < 0.11 -> the NDWI rule's water
+        visible[:, 1] = 1.0
+        visible[:, 3] = np.where(images[:, 2] < 0.11, 0.0, 1.0)
+        return super().predict(visible, score_threshold)
+
+
+def test_rgb_tile_serves_a_model_whose_other_bands_are_optional(tiles):
+    model = NirOptionalModel()
+    optional = ModelInput.from_info(model.info)
+    assert optional.optional_bands == ("B08", "B11", "B12")
+    with open_tile(tiles["rgb"], optional, LOCAL_FILE_LIMITS) as scene:
+        assert scene.bands == BANDS and scene.absent_bands == ("B08", "B11", "B12")
+        got = scene.read()
+    assert np.allclose(got[:3], _read(tiles["good"])[:3], atol=1e-4)
+    assert np.isnan(got[3:]).all()  # nodata: the model fills it by the band mean
+    with open_tile(tiles["good"], optional, LOCAL_FILE_LIMITS) as scene:
+        assert scene.absent_bands == () and np.isfinite(scene.read()).all()
+    # only B08 optional: the RGB tile still lacks B11 and B12
+    nir_only = ModelInput("sentinel2-l2a", BANDS, optional_bands=("B08",))
+    with pytest.raises(AsmSpotterError) as err:
+        open_tile(tiles["rgb"], nir_only, LOCAL_FILE_LIMITS)
+    assert err.value.reason is Reason.BAND_MISMATCH and "'B11', 'B12'" in str(err.value)
+
+
+def test_optional_bands_through_the_predictor_and_the_server(tiles):
+    model = NirOptionalModel()
+    predictor = Predictor(model, overlap=16)
+    try:
+        rgb = predictor.detect_file(tiles["rgb"], UTM_OUT)
+        assert model.seen_nir and not any(model.seen_nir)
+        model.seen_nir.clear()
+        six = predictor.detect_file(tiles["good"], UTM_OUT)
+        assert model.seen_nir and all(model.seen_nir)
+    finally:
+        predictor.close()
+    assert _matches(rgb.sites, tiles["truth"]) and _matches(six.sites, tiles["truth"])
+    # without NIR/SWIR the water/bare-soil prefilter cannot run: every window runs, none skipped
+    assert rgb.windows_skipped == 0 and rgb.windows_run == six.windows_run + six.windows_skipped
+    config = ServerConfig(address="127.0.0.1:0", allowed_root=str(tiles["root"]), overlap=16)
+    server = DetectionServer(config, model=NirOptionalModel())
+    server.start()
+    server.load()
+    try:
+        with DetectionClient(f"127.0.0.1:{server.port}", timeout_s=60) as c:
+            remote = c.detect_tile(tiles["rgb"], output_crs="EPSG:32630")
+    finally:
+        server.stop(grace=1)
+    from shapely.geometry import shape
+
+    assert _matches(remote.sites, tiles["truth"], geom=lambda s: shape(s.geometry))
+
+
 # -- ground sampling distance ----------------------------------------------------------------------
 def test_coarse_tile_is_refused_locally_and_by_the_server(tiles, predictor, client):
     # Before: the 100 m tile was run as if 10 m and produced "sites".

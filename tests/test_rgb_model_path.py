@@ -5,6 +5,7 @@ window with no site test."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
@@ -58,5 +59,38 @@ def test_the_spectral_test_runs_with_the_bands_it_needs_and_is_off_without_them(
     try:
         assert predictor.spectral_test(_scene(["B02", "B03", "B04"])) is None
         assert predictor.spectral_test(_scene(["B02", "B03", "B04", "B08", "B11"])) is not None
+        # an RGB chip given in six bands (NIR and SWIR wholly nodata): those bands are absent
+        rgb_in_six = _scene(SIX)
+        rgb_in_six._data[3:] = np.nan
+        rgb_in_six = ArrayScene(rgb_in_six._data, SIX, rgb_in_six.grid, "sentinel2-l1c")
+        assert rgb_in_six.absent_bands == ("B08", "B11", "B12")
+        assert predictor.spectral_test(rgb_in_six) is None
     finally:
         predictor.close()
+    empty = _scene(SIX)
+    empty = ArrayScene(np.full_like(empty._data, np.nan), SIX, empty.grid)
+    assert empty.absent_bands == ()  # all nodata: no band is told apart
+
+
+SIX = ["B02", "B03", "B04", "B08", "B11", "B12"]
+
+
+def test_a_file_without_the_optional_bands_reads_them_as_nodata(tmp_path):
+    from imagery.errors import AsmSpotterError, Reason
+    from imagery.scene import open_scene
+    from imagery.tiles import write_tile
+
+    rgb = np.random.default_rng(0).uniform(0.02, 0.2, (3, 32, 32)).astype(np.float32)
+    grid = _scene(SIX, 32).grid
+    path = tmp_path / "rgb.tif"
+    write_tile(path, rgb, grid, ("B02", "B03", "B04"), cog=False)
+    with open_scene(path, bands=SIX, optional_bands=("B08", "B11", "B12")) as scene:
+        assert scene.bands == tuple(SIX) and scene.absent_bands == ("B08", "B11", "B12")
+        values = scene.read()
+    np.testing.assert_allclose(values[:3], rgb, atol=1e-4)  # stored as uint16 DN
+    assert np.isnan(values[3:]).all()
+    with open_scene(path, bands=["B04", "B08"], optional_bands=("B08",)) as scene:
+        np.testing.assert_allclose(scene.read()[0], rgb[2], atol=1e-4)
+    with pytest.raises(AsmSpotterError) as err:  # B11 and B12 are not optional here
+        open_scene(path, bands=SIX, optional_bands=("B08",))
+    assert err.value.reason is Reason.BAND_MISSING and "['B11', 'B12']" in str(err.value)

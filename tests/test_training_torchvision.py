@@ -236,3 +236,48 @@ def test_service_predictor_runs_the_bundle_on_an_unseen_tile(trained, data, make
     finally:
         predictor.close()
     assert total > 0 and matched >= 1, f"{matched} of {total} sites found"
+
+
+def test_a_bundle_with_optional_bands_reads_rgb_only_chips(trained, data, capsys):
+    """NIR and SWIR optional: trained with them dropped from half the chips, exported with
+    ``optional_bands``; RGB-only chips are then read with those bands as nodata (= the band
+    mean), where a bundle without optional bands refuses them."""
+    from imagery.tiles import write_tile
+
+    root = data["root"] / "optional"
+    argv = ["train", "--data", str(data["train"]), "--out", str(root / "run")]
+    argv += ["--export", str(root / "bundle"), *TINY, "max_iter=60", "steps=[50]"]
+    argv += ["eval_period=0", "checkpoint_period=60", "log_period=5"]
+    argv += ["optional_bands=[B08,B11,B12]", "augment.optional_dropout=0.5"]
+    assert main(argv) == 0
+    info = json.loads((root / "bundle" / "bundle.json").read_text())
+    assert info["bands"] == BANDS and info["optional_bands"] == ["B08", "B11", "B12"]
+    # the unseen chips again, true colour only
+    rgb = root / "rgb"
+    (rgb / "chips").mkdir(parents=True)
+    coco = json.loads((data["unseen"] / "annotations.json").read_text())
+    for img in coco["images"]:
+        with open_scene(data["unseen"] / img["file_name"]) as scene:
+            write_tile(rgb / img["file_name"], scene.read()[:3], scene.grid, BANDS[:3], cog=False)
+    (rgb / "annotations.json").write_text(json.dumps(coco))
+    out = root / "eval.json"
+    assert main(["evaluate", str(root / "bundle"), str(rgb), "--out", str(out), "--json"]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["n_images"] == 6 and metrics["n_instances"] == len(coco["annotations"])
+    assert main(["evaluate", str(trained["bundle"]), str(rgb)]) == 2  # no optional bands
+    assert "BAND_MISSING" in capsys.readouterr().err
+    # an RGB chip gives the model what a 6-band chip with NIR/SWIR at the band mean gives it
+    model = load_bundle(root / "bundle", device="cpu")
+    mean = np.array(info["normalization"]["mean"], np.float32)
+    found = 0
+    for img in coco["images"]:
+        with open_scene(rgb / img["file_name"], bands=BANDS, optional_bands=BANDS[3:]) as s:
+            from_rgb = s.read()
+        assert np.isnan(from_rgb[3:]).all() and np.isfinite(from_rgb[:3]).all()
+        filled = from_rgb.copy()
+        filled[3:] = mean[3:, None, None]
+        a, b = model.predict(from_rgb[None], 0.05)[0], model.predict(filled[None], 0.05)[0]
+        np.testing.assert_array_equal(a.masks, b.masks)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+        found += len(a)
+    assert found > 0

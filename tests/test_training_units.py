@@ -37,7 +37,18 @@ def test_config_file_plus_overrides(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["no_such_key=1"], ["lr"], ["lr=abc"], ["schedule=linear"], ["augment.nope=1"], ["norm=LN"]],
+    [
+        ["no_such_key=1"],
+        ["lr"],
+        ["lr=abc"],
+        ["schedule=linear"],
+        ["augment.nope=1"],
+        ["norm=LN"],
+        ["optional_bands=[B05]"],  # not one of the model's bands
+        ["bands=[B04,B08]", "optional_bands=[B04,B08]"],  # every band optional
+        ["augment.optional_dropout=0.5"],  # no optional bands to drop
+        ["optional_bands=[B08]", "augment.optional_dropout=1.5"],
+    ],
 )
 def test_config_rejects_bad_input(overrides):
     with pytest.raises(AsmSpotterError) as err:
@@ -134,6 +145,27 @@ def test_band_dropout_and_brightness():
         live = per_band[~zero, 0]
         assert ((live > 0.6) & (live < 1.45)).all()
     assert dropped > 0
+
+
+def test_optional_dropout_zeroes_the_optional_bands_together():
+    from training.config import AugmentConfig
+
+    image = np.ones((6, 8, 8), np.float32)
+    masks = np.zeros((0, 8, 8), bool)
+    cfg = AugmentConfig(0, 0, False, brightness=0, contrast=0, band_dropout=0, optional_dropout=0.5)
+    aug = Augmenter(cfg, optional=[3, 4, 5])
+    dropped = 0
+    for seed in range(40):
+        out, _ = aug(image, masks, np.random.default_rng(seed))
+        zero = (out == 0).all(axis=(1, 2))
+        assert not zero[:3].any()  # the required bands are never dropped
+        assert zero[3:].all() or not zero[3:].any()  # the optional ones all or none
+        dropped += zero[3]
+    assert 10 < dropped < 30  # about half of the chips
+    # the config carries the positions of its optional bands
+    cfg = load_config(None, ["optional_bands=[B11,B08]", "augment.optional_dropout=0.5"])
+    assert cfg.optional_indices == [4, 3]
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_normalize_replaces_nan_after_scaling():

@@ -90,6 +90,7 @@ def export_bundle(
         "sensor": sensor or config.get("sensor", "sentinel2-l2a"),
         "sensors": list(config.get("sensors") or [sensor or config.get("sensor", "sentinel2-l2a")]),
         "bands": list(config["bands"]),
+        "optional_bands": list(config.get("optional_bands") or []),
         "chip_size": int(config["chip_size"]),
         "classes": list(config["classes"]),
         "normalization": {"mean": list(stats["mean"]), "std": list(stats["std"])},

@@ -33,6 +33,9 @@ class AugmentConfig:
     brightness: float = 0.1  # +- shift per band, in units of that band's std
     contrast: float = 0.1  # multiply each band by 1 +- this
     band_dropout: float = 0.05  # probability per band of zeroing it (= the dataset mean)
+    # probability per chip of zeroing all of TrainConfig.optional_bands together: the input a
+    # source without them (RGB-only chips) gives, as nodata filled by the band mean
+    optional_dropout: float = 0.0
 
 
 @dataclass
@@ -44,6 +47,9 @@ class TrainConfig:
     sensor: str = "sentinel2-l2a"
     sensors: list[str] = field(default_factory=list)  # all the bundle accepts; [] = [sensor]
     bands: list[str] = field(default_factory=lambda: list(S2_STACK))
+    # bands the model can run without (e.g. NIR/SWIR of a 6-band model that also reads RGB-only
+    # sources): an input lacking them reads them as nodata, which the model fills by the band mean
+    optional_bands: list[str] = field(default_factory=list)
     chip_size: int = 256
     classes: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     # data (folders holding annotations.json; --data DIR fills both from DIR/{train,val})
@@ -102,6 +108,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def optional_indices(self) -> list[int]:
+        """Positions of ``optional_bands`` in ``bands``."""
+        return [self.bands.index(b) for b in self.optional_bands]
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         values = _coerce(cls, dict(values))
@@ -140,6 +151,12 @@ class TrainConfig:
             raise bad(f"optimizer must be sgd or adamw, not {self.optimizer!r}")
         if self.norm not in ("GN", "BN", "FrozenBN"):
             raise bad(f"norm must be GN, BN or FrozenBN, not {self.norm!r}")
+        if not set(self.optional_bands) < set(self.bands):
+            raise bad("optional_bands must be some, not all, of bands")
+        if not 0 <= self.augment.optional_dropout <= 1:
+            raise bad("augment.optional_dropout must be in [0, 1]")
+        if self.augment.optional_dropout > 0 and not self.optional_bands:
+            raise bad("augment.optional_dropout needs optional_bands")
         if self.oversample_positives < 1:
             raise bad("oversample_positives must be >= 1")
         if self.chip_size < 32:

@@ -9,6 +9,7 @@ augments it, and ``load_train_data`` finds the train/val split and the per-band 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,12 @@ class CocoChips:
         bands: list[str],
         classes: list[str] | None = None,
         split: str | None = None,
+        optional_bands: Sequence[str] = (),
     ) -> None:
         self.ann_file = resolve_annotations(path)
         self.root = self.ann_file.parent
         self.bands = list(bands)
+        self.optional_bands = tuple(optional_bands)  # read as nodata from chips without them
         try:
             self.coco: dict[str, Any] = json.loads(self.ann_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -105,7 +108,9 @@ class CocoChips:
 
     def read_image(self, index: int) -> np.ndarray:
         """float32 [C,H,W] reflectance in ``bands`` order; NaN = nodata."""
-        with open_scene(self.path_of(index), bands=self.bands) as scene:
+        with open_scene(
+            self.path_of(index), bands=self.bands, optional_bands=self.optional_bands
+        ) as scene:
             return scene.read()
 
     def __getitem__(self, index: int) -> Sample:
@@ -165,8 +170,9 @@ def band_statistics(chips: CocoChips, max_samples: int = 200, seed: int = 0) -> 
 class Augmenter:
     """Joint augmentations of a normalised image [C,H,W] and its masks [K,H,W]."""
 
-    def __init__(self, cfg: AugmentConfig) -> None:
+    def __init__(self, cfg: AugmentConfig, optional: Sequence[int] = ()) -> None:
         self.cfg = cfg
+        self.optional = list(optional)  # band positions that ``optional_dropout`` zeroes together
 
     def __call__(
         self, image: np.ndarray, masks: np.ndarray, rng: np.random.Generator
@@ -189,6 +195,8 @@ class Augmenter:
             drop = rng.random(c) < cfg.band_dropout
             if not drop.all():
                 image[drop] = 0.0  # 0 = the band's dataset mean after normalising
+        if self.optional and cfg.optional_dropout > 0 and rng.random() < cfg.optional_dropout:
+            image[self.optional] = 0.0  # as a source without these bands gives them
         return image, np.ascontiguousarray(masks)
 
 
@@ -212,10 +220,11 @@ class TrainingView:
         stats: BandStats,
         augment: AugmentConfig | None = None,
         seed: int = 0,
+        optional: Sequence[int] = (),
     ) -> None:
         self.chips = chips
         self.stats = stats
-        self.augmenter = Augmenter(augment) if augment is not None else None
+        self.augmenter = Augmenter(augment, optional) if augment is not None else None
         self.seed = seed
         self.epoch = 0
 
@@ -239,6 +248,13 @@ class TrainingView:
         return Sample(
             image, masks, sample.classes, boxes_from_masks(masks), sample.image_id, sample.file_name
         )
+
+
+def chips_for_model(path: str | Path, info: dict[str, Any], split: str | None = None) -> CocoChips:
+    """``path``'s chips as the model of ``info`` (bundle.json) reads them: its bands and
+    classes, its optional bands as nodata where the chips lack them."""
+    optional = info.get("optional_bands") or ()
+    return CocoChips(path, list(info["bands"]), list(info["classes"]), split, optional)
 
 
 @dataclass
@@ -287,10 +303,11 @@ def load_train_data(cfg: TrainConfig, data_dir: str | Path | None = None) -> Tra
     train/val (no split field: all images train, no validation). Stats come from the train split.
     """
     (train_path, train_split), val_src = _split_sources(cfg, data_dir)
-    train = CocoChips(train_path, cfg.bands, cfg.classes, train_split)
+    optional = cfg.optional_bands
+    train = CocoChips(train_path, cfg.bands, cfg.classes, train_split, optional)
     if len(train) == 0:
         raise AsmSpotterError(Reason.INVALID_ANNOTATION, "the training split has no images")
-    val = CocoChips(val_src[0], cfg.bands, cfg.classes, val_src[1]) if val_src else None
+    val = CocoChips(val_src[0], cfg.bands, cfg.classes, val_src[1], optional) if val_src else None
     if cfg.normalization:
         stats = BandStats(list(cfg.normalization["mean"]), list(cfg.normalization["std"]))
     else:

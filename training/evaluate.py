@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from training.data import CocoChips, Sample
+from training.data import CocoChips, Sample, chips_for_model
 from training.engines.base import DetectionModel, Instances
 
 
@@ -224,7 +224,7 @@ def evaluate_to_file(
     model: DetectionModel, coco_path: str | Path, out: str | Path | None = None, **kwargs: Any
 ) -> dict[str, Any]:
     """Evaluate a bundle's model on a COCO file/folder; write the metrics JSON when ``out``."""
-    chips = CocoChips(coco_path, model.info["bands"], model.info["classes"])
+    chips = chips_for_model(coco_path, model.info)
     metrics = evaluate_model(model, chips, **kwargs)
     metrics["dataset"] = str(chips.ann_file)
     if out is not None:

@@ -158,6 +158,7 @@ def model_info(cfg: TrainConfig, data: TrainData) -> dict[str, Any]:
     return {
         "engine": cfg.engine,
         "bands": list(cfg.bands),
+        "optional_bands": list(cfg.optional_bands),
         "classes": list(cfg.classes),
         "chip_size": cfg.chip_size,
         "normalization": {"mean": data.stats.mean, "std": data.stats.std},
@@ -196,7 +197,9 @@ class Trainer:
             self.optimizer, lambda it: lr_factor(it, cfg, self.max_iter, steps)
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.view = TrainingView(data.train, data.stats, cfg.augment, cfg.seed)
+        self.view = TrainingView(
+            data.train, data.stats, cfg.augment, cfg.seed, cfg.optional_indices
+        )
         self.pool = epoch_pool(data.train, cfg.oversample_positives)
         self.info = model_info(cfg, data)
         self.state = State()

@@ -11,6 +11,7 @@ mean), as ``training.engines.base.prepare_input`` does for every model call.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +117,14 @@ class NBandMapper:
         seed: int = 0,
         input_scale: float = 1.0,
         is_train: bool = True,
+        optional: Sequence[int] = (),
     ) -> None:
         self.chips = chips
         self.stats = stats
         # validation chips are prepared as every model call prepares its input (no padding:
         # COCOEvaluator scores the chip as it is)
         self.info = {"normalization": {"mean": stats.mean, "std": stats.std}}
-        self.augmenter = Augmenter(augment) if augment is not None and is_train else None
+        self.augmenter = Augmenter(augment, optional) if augment is not None and is_train else None
         self.seed = seed
         self.input_scale = input_scale
         self.is_train = is_train

@@ -195,7 +195,12 @@ class NBandTrainer(DefaultTrainer):
         cfg_t = self.train_cfg
         dicts = dataset_dicts(self.data.train)
         mapper = NBandMapper(
-            self.data.train, self.data.stats, cfg_t.augment, cfg_t.seed, cfg_t.input_scale
+            self.data.train,
+            self.data.stats,
+            cfg_t.augment,
+            cfg_t.seed,
+            cfg_t.input_scale,
+            optional=cfg_t.optional_indices,
         )
         sampler = run_sampler(
             self.data.train, cfg_t, self.sampler_start, comm.get_rank(), comm.get_world_size()

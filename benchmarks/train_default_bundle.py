@@ -6,11 +6,13 @@ interrupted run continues where it stopped):
 1. ``verifier``: the context verifier (training.verifier) trained on the real gallery's train
    split (Amazon Mining Watch, Earth Genome, CC BY 4.0), classes weighted to balance; the val
    split is only watched.
-2. ``detector-data``: synthetic scenes with exact masks (imagery.synthetic), true colour, in the
-   calibrated Amazon look at L1C and L2A and in the legacy look, cut into 128 px chips.
+2. ``detector-data``: synthetic scenes with exact masks (imagery.synthetic), in the bands the
+   detector's config reads, in the calibrated Amazon look at L1C and L2A and in the legacy look,
+   cut into 128 px chips.
 3. ``detector``: torchvision Mask R-CNN through ``asmspotter train --config
    training/configs/default-torchvision.yaml`` (RGB: it runs on the gallery's chips and any RGB
-   input); ``--detector-config training/configs/default.yaml`` trains the Detectron2 one instead.
+   input); ``--detector-config`` trains another (``default.yaml``: Detectron2;
+   ``sixband-torchvision.yaml``: six bands, NIR and SWIR optional).
 4. ``attach``: the verifier added to the detector's bundle; the network reports sites from
    ``MIN_DETECTOR_SCORE`` up, for the verifier to rescore.
 5. ``calibrate``: the gallery's val split through the service's own Predictor: each chip's best
@@ -57,7 +59,9 @@ DETECTOR_PARTS = (  # (name, scenes, generator options): 512 px scenes, 128 px c
 )
 # torchvision measured better than Detectron2 (training/configs/default.yaml) on the real-chip test
 # split with the same verifier and data (training/README.md, "what was tried"); it also trains and
-# infers faster (benchmarks/bench_training.py)
+# infers faster (benchmarks/bench_training.py). Six bands with NIR/SWIR optional
+# (sixband-torchvision.yaml) measured better on synthetic scenes, tied on the real val split and
+# not better on the real test split (training/README.md): true colour stays.
 DETECTOR_CONFIG = REPO / "training" / "configs" / "default-torchvision.yaml"
 DETECTOR_OVERRIDES: tuple[str, ...] = ()  # the config file is the recipe
 VERIFIER = {
@@ -354,9 +358,17 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
         "Two networks, one bundle (`bundle.json` carries both configs):",
         f"- a {ENGINE_NAMES[cfg['engine']]} Mask R-CNN ({cfg['backbone']}-FPN, norm"
         f" {cfg['norm']}, random init: no pretrained weights)",
-        "  outlining pits and ponds in true colour (B02 B03 B04) of Sentinel-2 L1C or L2A at 10 m,",
+        f"  outlining pits and ponds in bands {' '.join(cfg['bands'])} of Sentinel-2 L1C or L2A"
+        " at 10 m,",
         "  trained on the project's synthetic scenes (exact masks), calibrated Amazon look and",
-        "  legacy look;",
+        "  legacy look;"
+        + (
+            f" {' '.join(cfg['optional_bands'])} are optional: input without them (true colour"
+            " only, like the gallery's chips) reads them as nodata, as"
+            f" {cfg['augment']['optional_dropout']:.0%} of the training chips showed them;"
+            if cfg.get("optional_bands")
+            else ""
+        ),
         "- a context verifier (`training/verifier.py`, a small CNN over the 48 px true-colour chip",
         "  around each site) trained on real Sentinel-2 chips with people-checked labels, which",
         "  rescores every site; the two scores are fused by a logistic regression fitted on the",
@@ -414,6 +426,15 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
         "  true colour; other regions and sensors are untested (the verifier's augmentations",
         "  cover haze, gain, gamma, noise and blur, not other landscapes).",
         "- Outlines come from a detector that has seen only synthetic masks: check them.",
+        *(
+            [
+                "- On input with NIR and SWIR the detector also reads them, learned from the",
+                "  generator's spectra only: the real-chip figures above are for true colour (the",
+                "  gallery has no other bands); its real 6-band figures are unmeasured.",
+            ]
+            if cfg.get("optional_bands")
+            else []
+        ),
         "- A chip where the detector reports no site cannot be rescued by the verifier.",
         "- Sentinel-2 only; Sentinel-1 needs its own bundle. Check every detection before acting.",
         "",

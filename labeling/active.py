@@ -61,13 +61,13 @@ class ChipScorer:
 
     def __init__(self, bundle: str, device: str | None = None) -> None:
         from service.predictor import Predictor
-        from training.engines.base import default_threshold
+        from training.engines.base import default_threshold, optional_bands
         from training.model import load_bundle
 
         model = load_bundle(bundle, device)
         info = model.info
         self.bands: list[str] = list(info["bands"])
-        self.optional_bands: list[str] = list(info.get("optional_bands") or [])
+        self.optional_bands = optional_bands(info)
         self.sensor: str = info["sensor"]
         self.version = f"{info['name']}-{info['version']}"
         self.threshold = default_threshold(info)  # the bundle's decision threshold

@@ -60,6 +60,7 @@ class BundlePredictor:
         self, bundle: str | Path, device: str | None = None, min_score: float | None = None
     ) -> None:
         try:
+            from training.engines.base import optional_bands
             from training.model import load_bundle
         except ModuleNotFoundError as exc:
             raise AsmSpotterError(
@@ -70,7 +71,7 @@ class BundlePredictor:
         self.model = load_bundle(bundle, device)
         info = self.model.info
         self.bands = list(info["bands"])
-        self.optional_bands = list(info.get("optional_bands") or [])
+        self.optional_bands = optional_bands(info)
         self.classes = list(info["classes"])
         self.min_score = min_score
         self.model_version = f"{info['name']}-{info['version']}"

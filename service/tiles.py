@@ -60,12 +60,13 @@ class ModelInput:
     def from_info(cls, info: dict) -> ModelInput:
         """``gsd_m`` from the bundle, else the sensor's model grid (10 m for Sentinel-2)."""
         from service.prefilter import REQUIRED_BANDS
+        from training.engines.base import optional_bands  # numpy only
 
         gsd = info.get("gsd_m") or get_sensor(info["sensor"]).grid_m
         bands = tuple(info["bands"])
         extra = tuple(b for b in REQUIRED_BANDS if b not in bands)
         sensors = tuple(info.get("sensors") or (info["sensor"],))
-        optional = tuple(info.get("optional_bands") or ())
+        optional = optional_bands(info)
         return cls(info["sensor"], bands, float(gsd), sensors, extra, optional)
 
     @property

@@ -253,8 +253,9 @@ class TrainingView:
 def chips_for_model(path: str | Path, info: dict[str, Any], split: str | None = None) -> CocoChips:
     """``path``'s chips as the model of ``info`` (bundle.json) reads them: its bands and
     classes, its optional bands as nodata where the chips lack them."""
-    optional = info.get("optional_bands") or ()
-    return CocoChips(path, list(info["bands"]), list(info["classes"]), split, optional)
+    from training.engines.base import optional_bands
+
+    return CocoChips(path, list(info["bands"]), list(info["classes"]), split, optional_bands(info))
 
 
 @dataclass

@@ -45,6 +45,11 @@ def default_threshold(info: dict) -> float:
     return float(info.get("default_threshold", DEFAULT_MIN_SCORE))
 
 
+def optional_bands(info: dict) -> tuple[str, ...]:
+    """The bundle's bands that input may lack (read as nodata then; ``TrainConfig``)."""
+    return tuple(info.get("optional_bands") or ())
+
+
 def score_floor(info: dict) -> float:
     """The lowest score a loaded network reports: ``SCORE_FLOOR``, or lower where the bundle's
     site scorer wants weaker detections to rescore (``verifier.min_detector_score``)."""

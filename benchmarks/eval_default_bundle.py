@@ -47,6 +47,7 @@ def evaluate(
     from training.evaluate import evaluate_model
     from training.model import load_bundle
 
+    bands = tuple(bands or BANDS)
     model = load_bundle(bundle, device="cpu")
     figures: dict = {"bundle": model.info["name"] + "-" + model.info["version"]}
     if detector_only:
@@ -61,7 +62,7 @@ def evaluate(
             clusters=3,
             keep_negatives=0.35,
             val_fraction=0.0,
-            bands=tuple(bands or BANDS),
+            bands=bands,
         )
         chips = chips_for_model(data, model.info)
         metrics = evaluate_model(model, chips)
@@ -72,7 +73,7 @@ def evaluate(
             "instances": metrics["n_instances"],
             "seed": seed,
             "scenes": scenes,
-            "bands": list(bands or BANDS),
+            "bands": list(bands),
             "seconds": time.perf_counter() - t0,
         }
         print("held-out synthetic:", json.dumps(figures["synthetic_heldout"]), flush=True)

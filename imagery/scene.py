@@ -566,6 +566,18 @@ def open_scene(
     return open_band_folder(path, bands=bands, sensor=sensor)
 
 
+def take_bands(data: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """Planes ``idx`` of a [C,H,W] stack; index -1 gives a plane of nodata (NaN): a band the
+    source lacks."""
+    if -1 not in idx:
+        return data[list(idx)]
+    out = np.full((len(idx), *data.shape[1:]), np.nan, np.float32)
+    for k, j in enumerate(idx):
+        if j >= 0:
+            out[k] = data[j]
+    return out
+
+
 class SubsetScene(Scene):
     """A scene seen through a band selection (e.g. the model's stack of a wider file)."""
 
@@ -589,14 +601,7 @@ class SubsetScene(Scene):
         )
 
     def _read(self, window: Window) -> np.ndarray:
-        data = self._scene._read(window)
-        if -1 not in self._idx:
-            return data[self._idx]
-        out = np.full((len(self._idx), *data.shape[1:]), np.nan, np.float32)
-        for k, j in enumerate(self._idx):
-            if j >= 0:
-                out[k] = data[j]
-        return out
+        return take_bands(self._scene._read(window), self._idx)
 
     def close(self) -> None:
         self._scene.close()

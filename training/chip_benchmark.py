@@ -18,8 +18,8 @@ import numpy as np
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
-from imagery.gallery import CHIP_PX, GALLERY_BANDS, NOMINAL_CRS, GalleryChips, nominal_transform
-from imagery.scene import ArrayScene, Grid
+from imagery.gallery import GALLERY_BANDS, NOMINAL_CRS, GalleryChips, nominal_transform
+from imagery.scene import ArrayScene, Grid, take_bands
 from imagery.sensors import SENTINEL2_L1C
 from imagery.stats import roc_auc, sensitivity_at_specificity, threshold_at_specificity
 
@@ -72,10 +72,7 @@ def predict_chips(predictor: Any, chips: GalleryChips, progress: bool = False) -
     sites = np.zeros(len(chips), np.int32)
     t0 = time.perf_counter()
     for i in tqdm(range(len(chips)), desc="chips", unit="chip", disable=not progress):
-        data = np.full((len(bands), CHIP_PX, CHIP_PX), np.nan, np.float32)
-        for k, j in enumerate(order):
-            if j >= 0:
-                data[k] = chips.images[i, j]
+        data = take_bands(chips.images[i], order)
         found = chip_sites(predictor, data, bands, sensor, i, options)
         sites[i] = len(found)
         scores[i] = max((s.score for s in found), default=0.0)

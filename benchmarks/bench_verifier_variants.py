@@ -7,6 +7,11 @@ the val riverbanks, and, on held-out synthetic context chips of each generator l
 mean probability of the synthetic mines (what decides whether the bundle keeps synthetic sites).
 The test split is not read: it stays for ``benchmarks/bench_real_chips.py``.
 
+On a machine without the gallery or GDAL (a lent GPU machine), ``--export-chips FILE`` here writes
+the train and val chips as they render (uint8, a few tens of MB) and ``--chips FILE`` there reads
+them back bit for bit; ``--device cuda`` trains there (augmentations on the GPU). The synthetic
+figures need the generator (GDAL): ``--chips`` leaves them out.
+
 Variants:
   recipe     the recipe's verifier as it is (``--epochs``, ``--seed`` and ``--set KEY=VALUE``
              override the recipe's);
@@ -25,6 +30,9 @@ Variants:
         --verifier runs/default-recipe/verifier.pt
     .venv/bin/python benchmarks/bench_verifier_variants.py recipe \
         --verifier runs/exp/v144/verifier.pt runs/exp/v144-seed43/verifier.pt
+    .venv/bin/python benchmarks/bench_verifier_variants.py --export-chips .gpu/chips.npz
+    python3 benchmarks/bench_verifier_variants.py recipe --chips .gpu/chips.npz --device cuda \
+        --epochs 432 --out runs/exp/gpu-v432
 """
 
 from __future__ import annotations
@@ -60,6 +68,39 @@ def synthetic_chips(seed: int, sizes: list[int]) -> list[tuple[np.ndarray, np.nd
     return parts
 
 
+def export_chips(path: Path, splits: tuple[str, ...] = ("train", "val")) -> None:
+    """The gallery's chips of ``splits`` as the mosaics render them (uint8 R,G,B, black =
+    nodata), their labels and categories; ``read_chips`` gives back the same reflectance."""
+    from imagery.gallery import TOA_SATURATION, load_gallery, to_reflectance
+
+    gallery = load_gallery()
+    parts = {}
+    for name in splits:
+        chips = gallery.split(name)
+        rgb = np.moveaxis(chips.images[:, ::-1], 1, -1) / TOA_SATURATION * 255.0
+        rgb = np.round(np.nan_to_num(rgb, nan=0.0)).astype(np.uint8)
+        same = to_reflectance(rgb)
+        if not np.array_equal(same, chips.images, equal_nan=True):
+            raise SystemExit(f"the {name} chips do not round-trip through uint8")
+        parts |= {f"{name}_rgb": rgb, f"{name}_labels": chips.labels}
+        parts[f"{name}_categories"] = chips.categories.astype(str)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **parts)
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+
+
+def read_chips(path: Path, name: str):
+    """One split of an ``export_chips`` file: (reflectance, labels, categories)."""
+    from imagery.gallery import to_reflectance
+
+    with np.load(path) as parts:
+        return (
+            to_reflectance(parts[f"{name}_rgb"]),
+            parts[f"{name}_labels"],
+            parts[f"{name}_categories"],
+        )
+
+
 def config_changes(items: list[str], config: type) -> dict | str:
     """``KEY=VALUE`` items (values read as YAML) as config fields, or what is wrong with them."""
     import dataclasses
@@ -78,7 +119,10 @@ def config_changes(items: list[str], config: type) -> dict | str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("variant", choices=("recipe", "synthetic"))
+    ap.add_argument("variant", nargs="?", choices=("recipe", "synthetic"))
+    ap.add_argument("--export-chips", type=Path, help="write the train and val chips, then stop")
+    ap.add_argument("--chips", type=Path, help="read the chips --export-chips wrote")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--epochs", type=int, help="default: the recipe's")
     ap.add_argument("--synthetic-weight", type=float, default=0.6)
     ap.add_argument("--out", type=Path, help="write the verifier and the figures here")
@@ -104,14 +148,30 @@ def main() -> None:
         load_verifier,
         save_verifier,
     )
-    from imagery.gallery import load_gallery
     from imagery.stats import roc_auc, sensitivity_at_specificity
+    from training.devices import resolve_device
     from training.verifier import VerifierConfig, chip_logits, sigmoid, train_verifier
 
-    gallery = load_gallery()
-    train, val = gallery.split("train"), gallery.split("val")
-    images, labels = train.images, train.labels.astype(np.float32)
-    weights = balanced_weights(train.labels)
+    if args.export_chips:
+        export_chips(args.export_chips)
+        return
+    if args.variant is None:
+        ap.error("name a variant (recipe or synthetic), or --export-chips")
+    if args.chips and args.variant != "recipe":
+        ap.error("--chips holds the gallery's chips alone: the recipe variant")
+    device = resolve_device(args.device)
+    if args.chips:
+        images, train_labels, _ = read_chips(args.chips, "train")
+        val_images, val_labels, val_categories = read_chips(args.chips, "val")
+    else:
+        from imagery.gallery import load_gallery
+
+        gallery = load_gallery()
+        train, val = gallery.split("train"), gallery.split("val")
+        images, train_labels = train.images, train.labels
+        val_images, val_labels, val_categories = val.images, val.labels, val.categories
+    labels = train_labels.astype(np.float32)
+    weights = balanced_weights(train_labels)
     if args.variant == "synthetic":
         parts = synthetic_chips(TRAIN_SEED, [n for n, _ in SYNTHETIC_MIX])
         syn_x = np.concatenate([x for x, _ in parts])
@@ -140,29 +200,39 @@ def main() -> None:
         print(f"{args.variant}: {len(labels)} chips ({int(labels.sum())} mines), {cfg.epochs} ep.")
         t0 = time.perf_counter()
         model, history = train_verifier(
-            images, labels, cfg, val=(val.images, val.labels), weights=weights, log=print
+            images,
+            labels,
+            cfg,
+            val=(val_images, val_labels),
+            weights=weights,
+            log=print,
+            device=device,
         )
         seconds = time.perf_counter() - t0
         members = [(model, cfg)]
 
     def score(images: np.ndarray) -> np.ndarray:
         """P(mining): one verifier's 8-view score, or its ensemble's (mean logit)."""
-        return sigmoid(np.mean([chip_logits(m, images, c) for m, c in members], axis=0))
+        logits = [chip_logits(m.to(device), images, c, device=device) for m, c in members]
+        return sigmoid(np.mean(logits, axis=0))
 
-    p = score(val.images)
+    p = score(val_images)
     figures: dict = {
         "variant": args.variant,
         "verifiers": [str(v) for v in args.verifier or []],
         "epochs": [c.epochs for _, c in members],
         "seeds": [c.seed for _, c in members],
         "changes": args.set,
+        "device": device,
         "train_seconds": round(seconds, 1),
-        "val_auroc": roc_auc(p, val.labels),
-        "val_sensitivity_at_specificity_0.98": sensitivity_at_specificity(p, val.labels, 0.98),
-        "val_riverbank_mean_probability": float(p[val.categories == "riverbank"].mean()),
+        "val_auroc": roc_auc(p, val_labels),
+        "val_sensitivity_at_specificity_0.98": sensitivity_at_specificity(p, val_labels, 0.98),
+        "val_riverbank_mean_probability": float(p[val_categories == "riverbank"].mean()),
     }
-    held_out = synthetic_chips(HELD_OUT_SEED, [HELD_OUT_CHIPS] * len(SYNTHETIC_MIX))
-    for (_, options), (x, y) in zip(SYNTHETIC_MIX, held_out, strict=True):
+    held_out = (
+        [] if args.chips else synthetic_chips(HELD_OUT_SEED, [HELD_OUT_CHIPS] * len(SYNTHETIC_MIX))
+    )
+    for (_, options), (x, y) in zip(SYNTHETIC_MIX[: len(held_out)], held_out, strict=True):
         look = f"{options['palette']}_{options['level']}"
         q = score(x)
         figures[f"synthetic_{look}_auroc"] = roc_auc(q, y)
@@ -170,7 +240,7 @@ def main() -> None:
     print(json.dumps(figures, indent=1))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        save_verifier(model, cfg, args.out / "verifier.pt")
+        save_verifier(model.cpu(), cfg, args.out / "verifier.pt")
         (args.out / "figures.json").write_text(json.dumps({**figures, "history": history}))
 
 

@@ -31,6 +31,19 @@ Measured as one uninterrupted run on the idle 2-core machine (2.3.0's recipe): s
 WORK/times.json and the model card.
 
 The test split is read only by stage 7.
+
+With a CUDA device (``--device cuda``) the verifier trains there, longer
+(``VERIFIER_EPOCHS_ON_GPU``; about 5 min on an H200). A GPU machine without the gallery or GDAL
+trains the same verifier from the chips ``bench_verifier_variants.py --export-chips`` wrote;
+``--verifier-from`` takes its output instead of stage 1 (its config must be the recipe's), and
+``--reuse-detector BUNDLE`` takes a trained detector instead of stages 2-3:
+
+    .venv/bin/python benchmarks/bench_verifier_variants.py --export-chips .gpu/chips.npz
+    # on the GPU machine:
+    python3 benchmarks/bench_verifier_variants.py recipe --chips .gpu/chips.npz --device cuda \
+        --epochs 288 --out runs/gpu/v288
+    nice .venv/bin/python benchmarks/train_default_bundle.py --work WORK --threads 2 \
+        --verifier-from runs/gpu/v288 --reuse-detector service/default_bundle
 """
 
 from __future__ import annotations
@@ -50,7 +63,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-VERSION = "2.3.0"
+VERSION = "2.4.0"
 SEED = 42
 DETECTOR_PARTS = (  # (name, scenes, generator options): 512 px scenes, 128 px chips
     ("amazon-l1c", 100, {"level": "l1c", "palette": "amazon"}),
@@ -71,6 +84,19 @@ VERIFIER = {
     "seed": SEED,
     "threads": 0,
 }
+# On a CUDA device the verifier trains longer (val AUROC rose with epochs: 72 -> 144 -> 216 on
+# the CPU, 288 on an H200 in about 5 min): training/README.md, "what was tried".
+VERIFIER_EPOCHS_ON_GPU = 288
+
+
+def verifier_config(device: str, threads: int):
+    """The recipe's verifier config for the device it trains on."""
+    from training.verifier import VerifierConfig
+
+    epochs = VERIFIER["epochs"] if device == "cpu" else VERIFIER_EPOCHS_ON_GPU
+    return VerifierConfig(**{**VERIFIER, "epochs": epochs, "threads": threads})
+
+
 SPECIFICITY = 0.98  # the default threshold keeps this specificity on the val split
 # Detections from this score up are rescored: at 0.05 the detector reported a site in half of the
 # val mine chips (iteration 500), at 0.01 in 95 %; the verifier and fusion then decide.
@@ -106,16 +132,16 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
     return (w / w.mean()).astype(np.float32)
 
 
-def stage_verifier(work: Path, gallery, threads: int) -> Path:
-    from training.verifier import VerifierConfig, train_verifier
+def stage_verifier(work: Path, gallery, threads: int, device: str = "cpu") -> Path:
+    from training.verifier import train_verifier
 
     out = output(work, "verifier")
     if out.is_file():
         return out
     train, val = gallery.split("train"), gallery.split("val")
-    cfg = VerifierConfig(**{**VERIFIER, "threads": threads})
+    cfg = verifier_config(device, threads)
     mines = int(train.labels.sum())
-    log(f"verifier: {len(train)} train chips ({mines} mines), {cfg.epochs} epochs")
+    log(f"verifier: {len(train)} train chips ({mines} mines), {cfg.epochs} epochs on {device}")
     model, history = train_verifier(
         train.images,
         train.labels,
@@ -123,11 +149,32 @@ def stage_verifier(work: Path, gallery, threads: int) -> Path:
         val=(val.images, val.labels),
         weights=balanced_weights(train.labels),
         log=lambda line: log("  " + line),
+        device=device,
     )
     save_verifier(model, cfg, work / "verifier.tmp")
     (work / "verifier-history.json").write_text(json.dumps(history, indent=1))
     (work / "verifier.tmp").rename(out)
     return out
+
+
+def take_verifier(work: Path, run: Path) -> None:
+    """A verifier ``bench_verifier_variants.py --out RUN`` trained (on a GPU machine, say) as
+    stage 1's output; refused unless its config is the recipe's for the device it trained on."""
+    figures = json.loads((run / "figures.json").read_text())
+    saved = load_verifier(run / "verifier.pt")[1]
+    device = "cpu" if figures.get("device", "cpu") == "cpu" else "cuda"
+    expected = verifier_config(device, saved.threads)
+    if saved != expected or figures.get("changes"):
+        diff = {
+            k: (v, getattr(expected, k))
+            for k, v in saved.to_dict().items()
+            if v != getattr(expected, k)
+        }
+        raise SystemExit(
+            f"{run}: not the recipe's verifier on {device}: {diff or figures['changes']}"
+        )
+    shutil.copyfile(run / "verifier.pt", output(work, "verifier"))
+    (work / "verifier-history.json").write_text(json.dumps(figures["history"], indent=1))
 
 
 def save_verifier(model, cfg, path: Path) -> None:
@@ -350,6 +397,11 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
     d = chips["operating_points"]["default"]
     syn, lakes = report["synthetic_heldout"], report.get("real_water_bodies")
     size_mb = sum(f.stat().st_size for f in bundle.glob("*.pt")) / 1e6
+    vcfg = info["verifier"]["config"]
+    over = {k: v for k, v in d["fpr_by_category"].items() if v > 0.05}
+    on_gpu = vcfg["epochs"] == VERIFIER_EPOCHS_ON_GPU
+    history = json.loads((work / "verifier-history.json").read_text())
+    gpu_minutes = sum(row["seconds"] for row in history) / 60
     from benchmarks.bench_real_chips import summary_lines
 
     lines = [
@@ -392,7 +444,19 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
         "",
         "    nice .venv/bin/python benchmarks/train_default_bundle.py --work runs/default-recipe",
         "",
-        f"Seeds: {SEED} (verifier, detector, data). Verifier: {VERIFIER}.",
+        *(
+            [
+                f"This bundle's verifier trained {vcfg['epochs']} epochs on a CUDA device"
+                f" ({gpu_minutes:.1f} min of training steps by its history; `--device cuda`;"
+                " on a GPU machine without the gallery or GDAL,",
+                "`benchmarks/bench_verifier_variants.py --chips ... --device cuda` trains the same"
+                " one, its output copied to WORK/verifier.pt).",
+            ]
+            if on_gpu
+            else []
+        ),
+        f"Seeds: {SEED} (verifier, detector, data). Verifier:"
+        f" { {k: vcfg[k] for k in VERIFIER if k != 'threads'} }.",
         *run_times(work),
         "",
         "## Real-chip test split (`benchmarks/bench_real_chips.py`)",
@@ -433,6 +497,16 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
                 "  gallery has no other bands); its real 6-band figures are unmeasured.",
             ]
             if cfg.get("optional_bands")
+            else []
+        ),
+        *(
+            [
+                "- At the default threshold these look-alikes of the test split are flagged more"
+                " often than 5 %: "
+                + ", ".join(f"{k} {v:.1%}" for k, v in sorted(over.items()))
+                + "; a higher `--min-score` trades sensitivity for fewer (the table above).",
+            ]
+            if over
             else []
         ),
         "- A chip where the detector reports no site cannot be rescued by the verifier.",
@@ -496,6 +570,23 @@ def main() -> None:
     ap.add_argument("--only", choices=("verifier",), help="run this stage alone")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     ap.add_argument(
+        "--device",
+        default="cpu",
+        help="the verifier's device: cpu (the 90-minute recipe), cuda (longer: 288 epochs) or auto",
+    )
+    ap.add_argument(
+        "--verifier-from",
+        type=Path,
+        metavar="RUN",
+        help="take the verifier bench_verifier_variants.py --out RUN trained instead of stage 1",
+    )
+    ap.add_argument(
+        "--reuse-detector",
+        type=Path,
+        metavar="BUNDLE",
+        help="take this bundle's detector (a verifier in it is replaced) instead of stages 2-3",
+    )
+    ap.add_argument(
         "--detector-config",
         type=Path,
         default=DETECTOR_CONFIG,
@@ -504,20 +595,27 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     from imagery.gallery import load_gallery
+    from training.devices import resolve_device
 
+    device = resolve_device(args.device)
     t0 = time.perf_counter()
     gallery = load_gallery()
     if args.only == "verifier":
-        stage_verifier(args.work, gallery, args.threads)
+        stage_verifier(args.work, gallery, args.threads, device)
         return
+    if args.verifier_from and not output(args.work, "verifier").is_file():
+        take_verifier(args.work, args.verifier_from)
+    if args.reuse_detector and not output(args.work, "detector").is_file():
+        shutil.copytree(args.reuse_detector, output(args.work, "detector").parent)
     last = STAGES.index(args.stage) if args.stage else len(STAGES) - 1
     times = RunTimes(args.work, args.threads)
     # The verifier trains in a process of its own while this one builds the detector: one core each.
     verifier = None
     if not output(args.work, "verifier").is_file():
         cmd = [sys.executable, __file__, "--work", str(args.work), "--only", "verifier"]
-        verifier = subprocess.Popen([*cmd, "--threads", str(args.threads)])
-    if last >= 1:
+        verifier = subprocess.Popen([*cmd, "--threads", str(args.threads), "--device", device])
+    data = None
+    if last >= 1 and not args.reuse_detector:
         data = times.stage("detector-data", stage_detector_data, args.work, args.detector_config)
     if last >= 2:
         detector = times.stage(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -83,6 +84,78 @@ def test_training_learns_chip_labels_and_export_loads_into_a_bundle(tiny_bundle,
 
     with pytest.raises(AsmSpotterError, match="sha256"):
         load_bundle(bundle, device="cpu")
+
+
+def _dihedral_views(img):
+    import torch
+
+    return [torch.rot90(t, k, dims=(1, 2)) for t in (img, img.flip(2)) for k in range(4)]
+
+
+def test_device_augmentation_keeps_geometry_and_the_cpu_statistics():
+    """``_augment_on_device`` (a GPU's augmentations) turns, flips and shifts each chip as a
+    whole and draws its radiometry from the same distributions as the CPU's ``_augment``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    still = v.VerifierConfig(haze=0, gain=0, gamma=0, noise=0, blur=0, shift_px=0)
+    chips = 0.01 + 0.2 * torch.rand(64, 3, 8, 8)  # above the gamma step's floor (1e-4)
+    turned = v._augment_on_device(chips, still, gen)
+    for img, out in zip(chips, turned, strict=True):
+        assert any(torch.allclose(out, view) for view in _dihedral_views(img))
+    # the 8 views all occur
+    seen = {
+        next(k for k, view in enumerate(_dihedral_views(img)) if torch.allclose(out, view))
+        for img, out in zip(chips, turned, strict=True)
+    }
+    assert seen == set(range(8))
+    # a shift is a window of the reflect-padded chip, up to shift_px each way
+    shifted = v._augment_on_device(chips, dataclasses.replace(still, shift_px=2), gen)
+    padded = torch.nn.functional.pad(chips, (2, 2, 2, 2), mode="reflect")
+    for img, out in zip(padded, shifted, strict=True):
+        windows = [img[:, dy : dy + 8, dx : dx + 8] for dy in range(5) for dx in range(5)]
+        views = [w for window in windows for w in _dihedral_views(window)]
+        assert any(torch.allclose(out, w) for w in views)
+    # radiometry: the same mean and spread as the CPU's augmentations, nodata stays nodata
+    images, _ = _blob_chips(3000, seed=5)
+    images[:, :, :2] = np.nan
+    cfg = v.VerifierConfig(blur=0.0)
+    cpu = v._augment(images, cfg, np.random.default_rng(0))
+    dev = v._augment_on_device(torch.from_numpy(images), cfg, gen).numpy()
+    # shifts move the nodata rows in and out alike
+    assert np.isnan(dev).mean() == pytest.approx(np.isnan(cpu).mean(), rel=0.1)
+    assert np.nanmean(dev) == pytest.approx(np.nanmean(cpu), rel=0.01)
+    assert np.nanstd(dev) == pytest.approx(np.nanstd(cpu), rel=0.05)
+    assert np.nanstd(dev) > 1.5 * np.nanstd(images)  # it did augment
+
+
+def test_chips_are_clipped_normalised_and_nodata_becomes_the_band_mean():
+    """``prepare_chips`` (numpy in) and ``normalise_chips`` (a tensor on any device) alike."""
+    import torch
+
+    images = np.full((2, 3, 4, 4), 0.1, np.float32)
+    images[0, :, 0, 0] = np.nan
+    images[1, 2, 3, 3] = 0.5  # brighter than the gallery's saturation
+    cfg = v.VerifierConfig()
+    a = v.prepare_chips(images, cfg.mean, cfg.std)
+    b = v.normalise_chips(torch.from_numpy(images), cfg.mean, cfg.std)
+    assert torch.equal(a, b) and a.is_contiguous(memory_format=torch.channels_last)
+    assert (a[0, :, 0, 0] == 0).all()  # nodata -> the band mean
+    assert float(a[1, 2, 3, 3]) == pytest.approx((v.CLIP - cfg.mean[2]) / cfg.std[2])
+    assert float(a[1, 0, 1, 1]) == pytest.approx((0.1 - cfg.mean[0]) / cfg.std[0])
+
+
+def test_training_on_a_cuda_device_learns_chip_labels():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    images, labels = _blob_chips(256, seed=1)
+    val = _blob_chips(64, seed=2)
+    cfg = v.VerifierConfig(widths=[8, 16, 16, 32], epochs=4, batch_size=32, seed=0, lr=5e-3)
+    model, history = v.train_verifier(images, labels, cfg, val=val, log=None, device="cuda")
+    assert history[-1]["val_auroc"] > 0.95
+    assert next(model.parameters()).device.type == "cpu"
 
 
 def test_fusion_fit_separates_and_calibrates():

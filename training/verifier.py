@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rasterio.windows import Window
 from torch import nn
 
 from imagery.stats import logistic_fit, roc_auc, sensitivity_at_specificity
@@ -35,9 +34,10 @@ CLIP = 0.3  # reflectance; the gallery's rendering saturates here
 # A site scorer's screen: with a min_score, each context chip is first scored on one view, and a
 # site whose fused score from that view could not reach min_score even if the 8-view mean moved
 # the verifier's logit up by this much is dropped without the 8-view score. On the gallery's train
-# and val chips the 8-view mean moved the logit by at most 1.78 (2.3.0's verifier; 1.24 for 2.2.0's:
-# benchmarks/bench_verifier_screen.py); on a full tile most of the detector's candidates are
-# dropped here (benchmarks/bench_full_tile.py).
+# and val chips the 8-view mean moved the logit by at most 2.20 either way (2.4.0's verifier; up by
+# at most 1.84: its fused rise 3.30 over its fusion weight 1.79; 1.78 for 2.3.0's, 1.24 for
+# 2.2.0's: benchmarks/bench_verifier_screen.py); on a full tile most of the detector's candidates
+# are dropped here (benchmarks/bench_full_tile.py).
 SCREEN_MARGIN = 2.5
 
 
@@ -118,11 +118,16 @@ class ContextVerifier(nn.Module):
 
 def prepare_chips(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
     """Reflectance [N,3,H,W] (NaN = nodata) -> normalised tensor; nodata -> the band mean (0)."""
-    x = np.clip(np.asarray(images, np.float32), 0.0, CLIP)
-    m = np.asarray(mean, np.float32)[None, :, None, None]
-    s = np.asarray(std, np.float32)[None, :, None, None]
-    x = torch.from_numpy(np.nan_to_num((x - m) / s, nan=0.0))
-    return x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU
+    return normalise_chips(torch.from_numpy(np.asarray(images, np.float32)), mean, std)
+
+
+def normalise_chips(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """``prepare_chips`` for a tensor on any device: clipped at ``CLIP``, normalised per band,
+    nodata (NaN) -> 0, channels-last (faster convolutions)."""
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device)[None, :, None, None]
+    s = torch.tensor(std, dtype=torch.float32, device=x.device)[None, :, None, None]
+    x = torch.nan_to_num((x.clamp(0.0, CLIP) - m) / s, nan=0.0)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _augment(x: np.ndarray, cfg: VerifierConfig, rng: np.random.Generator) -> np.ndarray:
@@ -162,6 +167,40 @@ def _augment(x: np.ndarray, cfg: VerifierConfig, rng: np.random.Generator) -> np
         )
         x[blur] = acc / 9.0
     return x.astype(np.float32)
+
+
+def _augment_on_device(x: torch.Tensor, cfg: VerifierConfig, gen: torch.Generator) -> torch.Tensor:
+    """``_augment``'s augmentations, batched in torch on the chips' device (a CUDA device: the
+    per-chip numpy loop would starve it). The same distributions; another random stream."""
+    n, c, h, w = x.shape
+
+    def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(*shape, 1, 1, generator=gen, device=x.device)
+
+    flip = torch.rand(n, generator=gen, device=x.device) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    turns = torch.randint(0, 4, (n,), generator=gen, device=x.device)
+    x = torch.stack([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])[
+        turns, torch.arange(n, device=x.device)
+    ]
+    if cfg.shift_px:
+        p = cfg.shift_px
+        padded = F.pad(x, (p, p, p, p), mode="reflect")
+        dy, dx = torch.randint(0, 2 * p + 1, (2, n), generator=gen, device=x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        band = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[batch, band, rows, cols]
+    haze_colour = torch.tensor([1.0, 0.6, 0.35], device=x.device)[None, :, None, None]
+    x = x + uniform(-0.3, 1.0, n, 1) * cfg.haze * haze_colour
+    x = x * (1 + uniform(-cfg.gain, cfg.gain, n, c))
+    gamma = torch.exp(uniform(-cfg.gamma, cfg.gamma, n, 1))
+    x = (x.clamp_min(1e-4) / CLIP) ** gamma * CLIP
+    x = x + cfg.noise * torch.randn(x.shape, generator=gen, device=x.device)
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    blur = torch.rand(n, generator=gen, device=x.device) < cfg.blur
+    return torch.where(blur[:, None, None, None], blurred, x)
 
 
 def _ema_step(avg: torch.Tensor, new: torch.Tensor, n: int, decay: float) -> torch.Tensor:
@@ -214,14 +253,20 @@ def train_verifier(
     init: dict | None = None,
     weights: np.ndarray | None = None,
     log: Callable[[str], None] | None = print,
+    device: str = "cpu",
 ) -> tuple[ContextVerifier, list[dict]]:
     """Train on chips with 0/1 labels; returns the model of the last epoch and the history
-    (loss and, with ``val``, AUROC and sensitivity at specificity 0.98 per epoch)."""
+    (loss and, with ``val``, AUROC and sensitivity at specificity 0.98 per epoch). On a CUDA
+    ``device`` the chips stay on it and are augmented there (``_augment_on_device``)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = build(cfg).to(memory_format=torch.channels_last)
+    on_cpu = device == "cpu"
+    if not on_cpu:
+        gen = torch.Generator(device).manual_seed(cfg.seed)
+        chips = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(device)
+    model = build(cfg).to(device, memory_format=torch.channels_last)
     if init is not None:
         model.load_state_dict(init)
     labels = np.asarray(labels, np.float32)
@@ -246,16 +291,21 @@ def train_verifier(
         t0, losses = time.time(), []
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x = prepare_chips(_augment(images[idx], cfg, rng), cfg.mean, cfg.std)
-            y = torch.from_numpy(labels[idx])
+            if on_cpu:
+                x = prepare_chips(_augment(images[idx], cfg, rng), cfg.mean, cfg.std)
+            else:
+                at = torch.from_numpy(idx).to(device)
+                x = normalise_chips(_augment_on_device(chips[at], cfg, gen), cfg.mean, cfg.std)
+            y = torch.from_numpy(labels[idx]).to(device)
             y = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
-            w = torch.from_numpy(weights[idx])
+            w = torch.from_numpy(weights[idx]).to(device)
             if cfg.mixup:
                 lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                perm = torch.from_numpy(rng.permutation(len(idx)))
+                perm = torch.from_numpy(rng.permutation(len(idx))).to(device)
                 x = lam * x + (1 - lam) * x[perm]
                 y, w = lam * y + (1 - lam) * y[perm], lam * w + (1 - lam) * w[perm]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            autocast = torch.device(device).type
+            with torch.autocast(autocast, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x).float()
             loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).mean()
             opt.zero_grad()
@@ -264,11 +314,12 @@ def train_verifier(
             sched.step()
             if ema is not None:
                 ema.update_parameters(model)
-            losses.append(loss.item())
+            losses.append(loss.detach())  # no device sync per step
         scorer = ema.module if ema is not None else model
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.time() - t0}
+        loss = float(torch.stack(losses).double().mean())
+        row = {"epoch": epoch + 1, "loss": loss, "seconds": time.time() - t0}
         if val is not None:
-            s = score_chips(scorer, val[0], cfg, tta=False)
+            s = sigmoid(chip_logits(scorer, val[0], cfg, tta=False, device=device))
             row["val_auroc"] = roc_auc(s, val[1])
             row["val_sens_at_spec98"] = sensitivity_at_specificity(s, val[1], 0.98)
         history.append(row)
@@ -278,7 +329,7 @@ def train_verifier(
                     f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
                 )
             )
-    return (ema.module if ema is not None else model), history
+    return (ema.module if ema is not None else model).cpu(), history
 
 
 # -- the verifier inside a bundle: rescoring the detector's sites --------------------------------
@@ -371,6 +422,8 @@ class SiteVerifier:
     def chips_at(self, scene: Any, origins: list[tuple[int, int]]) -> np.ndarray:
         """float32 [N,3,px,px] reflectance (B02,B03,B04) from (col, row) first pixels; the parts
         outside the scene are nodata."""
+        from rasterio.windows import Window
+
         idx = [scene.bands.index(b) for b in BANDS]
         px, g = self.context_px, scene.grid
         out = np.full((len(origins), len(BANDS), px, px), np.nan, np.float32)

@@ -222,7 +222,8 @@ def test_the_one_view_screen_drops_only_sites_that_cannot_reach_min_score():
         found.append(Candidate(pixels, pixels, float(rng.uniform(0.01, 0.9)), 0, 1))
     full = sv(scene, found, 0.0)
     assert len(full) == len(found)
-    threshold = float(np.median([c.score for c in full]))
+    # the upper quartile of the fused scores (2.4.0's median, 0.013, is below every screen's reach)
+    threshold = float(np.quantile([c.score for c in full], 0.75))
     screened = sv(scene, found, threshold)
     by_place = {(c.pixels.centroid.x, c.pixels.centroid.y): c.score for c in screened}
     passing = [c for c in full if c.score >= threshold]

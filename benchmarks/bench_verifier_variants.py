@@ -71,16 +71,14 @@ def synthetic_chips(seed: int, sizes: list[int]) -> list[tuple[np.ndarray, np.nd
 def export_chips(path: Path, splits: tuple[str, ...] = ("train", "val")) -> None:
     """The gallery's chips of ``splits`` as the mosaics render them (uint8 R,G,B, black =
     nodata), their labels and categories; ``read_chips`` gives back the same reflectance."""
-    from imagery.gallery import TOA_SATURATION, load_gallery, to_reflectance
+    from imagery.gallery import load_gallery, to_reflectance, to_rendered
 
     gallery = load_gallery()
     parts = {}
     for name in splits:
         chips = gallery.split(name)
-        rgb = np.moveaxis(chips.images[:, ::-1], 1, -1) / TOA_SATURATION * 255.0
-        rgb = np.round(np.nan_to_num(rgb, nan=0.0)).astype(np.uint8)
-        same = to_reflectance(rgb)
-        if not np.array_equal(same, chips.images, equal_nan=True):
+        rgb = to_rendered(chips.images)
+        if not np.array_equal(to_reflectance(rgb), chips.images, equal_nan=True):
             raise SystemExit(f"the {name} chips do not round-trip through uint8")
         parts |= {f"{name}_rgb": rgb, f"{name}_labels": chips.labels}
         parts[f"{name}_categories"] = chips.categories.astype(str)
@@ -186,7 +184,7 @@ def main() -> None:
             ap.error(
                 "--verifier scores trained verifiers: --out, --epochs, --seed, --set train one"
             )
-        members = [load_verifier(path) for path in args.verifier]
+        members = [(m.to(device), c) for m, c in map(load_verifier, args.verifier)]
         history, seconds = [], 0.0
     else:
         epochs = args.epochs or VERIFIER["epochs"]
@@ -209,11 +207,11 @@ def main() -> None:
             device=device,
         )
         seconds = time.perf_counter() - t0
-        members = [(model, cfg)]
+        members = [(model.to(device), cfg)]
 
     def score(images: np.ndarray) -> np.ndarray:
         """P(mining): one verifier's 8-view score, or its ensemble's (mean logit)."""
-        logits = [chip_logits(m.to(device), images, c, device=device) for m, c in members]
+        logits = [chip_logits(m, images, c, device=device) for m, c in members]
         return sigmoid(np.mean(logits, axis=0))
 
     p = score(val_images)

@@ -399,9 +399,8 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
     size_mb = sum(f.stat().st_size for f in bundle.glob("*.pt")) / 1e6
     vcfg = info["verifier"]["config"]
     over = {k: v for k, v in d["fpr_by_category"].items() if v > 0.05}
-    on_gpu = vcfg["epochs"] == VERIFIER_EPOCHS_ON_GPU
     history = json.loads((work / "verifier-history.json").read_text())
-    gpu_minutes = sum(row["seconds"] for row in history) / 60
+    verifier_minutes = sum(row["seconds"] for row in history) / 60
     from benchmarks.bench_real_chips import summary_lines
 
     lines = [
@@ -446,15 +445,15 @@ def model_card(bundle: Path, report: dict, work: Path) -> str:
         "",
         *(
             [
-                f"This bundle's verifier trained {vcfg['epochs']} epochs on a CUDA device"
-                f" ({gpu_minutes:.1f} min of training steps by its history; `--device cuda`;"
-                " on a GPU machine without the gallery or GDAL,",
+                f"This bundle's verifier trained {vcfg['epochs']} epochs, the recipe's count on a"
+                " CUDA device (`--device cuda`; on a GPU machine without the gallery or GDAL,",
                 "`benchmarks/bench_verifier_variants.py --chips ... --device cuda` trains the same"
-                " one, its output copied to WORK/verifier.pt).",
+                " one, and `--verifier-from` takes it).",
             ]
-            if on_gpu
+            if vcfg["epochs"] == VERIFIER_EPOCHS_ON_GPU
             else []
         ),
+        f"Verifier training steps: {verifier_minutes:.1f} min by its history.",
         f"Seeds: {SEED} (verifier, detector, data). Verifier:"
         f" { {k: vcfg[k] for k in VERIFIER if k != 'threads'} }.",
         *run_times(work),

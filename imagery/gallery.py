@@ -269,6 +269,14 @@ def to_reflectance(chips: np.ndarray) -> np.ndarray:
     return np.where(nodata, np.nan, toa).astype(np.float32)
 
 
+def to_rendered(images: np.ndarray) -> np.ndarray:
+    """``to_reflectance`` undone: float32 [n,3,h,w] TOA reflectance B02,B03,B04 (NaN = nodata)
+    -> uint8 [n,h,w,3] R,G,B as the mosaics render it (nodata black). Exact for the gallery's own
+    chips; other reflectance is rounded to the rendering's levels and saturates at 0.3."""
+    rgb = np.moveaxis(np.asarray(images, np.float32)[:, ::-1], 1, -1) / TOA_SATURATION * 255.0
+    return np.round(np.clip(np.nan_to_num(rgb, nan=0.0), 0, 255)).astype(np.uint8)
+
+
 def load_gallery(root: str | Path | None = None) -> GalleryChips:
     """Every chip of every mosaic, in mosaic-name order."""
     parts: dict[str, list] = {k: [] for k in ("img", "lab", "cat", "mos", "grp", "spl", "idx")}

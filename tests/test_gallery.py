@@ -42,6 +42,12 @@ def test_reflectance_and_nodata(chips):
     # uint8 levels come back exactly: value / 255 * 0.3
     levels = np.round(finite[:1000] / gallery.TOA_SATURATION * 255)
     np.testing.assert_allclose(levels / 255 * gallery.TOA_SATURATION, finite[:1000], atol=1e-7)
+    # ... and render back to the mosaics' bytes: nodata black, other pixels never all black
+    some = chips.images[np.isnan(chips.images).any(axis=(1, 2, 3))][:20]
+    rendered = gallery.to_rendered(some)
+    assert rendered.dtype == np.uint8 and rendered.shape == (len(some), 48, 48, 3)
+    assert ((rendered == 0).all(axis=-1) == np.isnan(some).all(axis=1)).all()
+    assert np.array_equal(gallery.to_reflectance(rendered), some, equal_nan=True)
     # real forest is darker in red than in blue at the top of the atmosphere (haze)
     forest = chips.images[chips.categories == "forest"]
     blue, _, red = np.nanmedian(forest, axis=(0, 2, 3))

@@ -266,6 +266,7 @@ def train_verifier(
     if not on_cpu:
         gen = torch.Generator(device).manual_seed(cfg.seed)
         chips = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(device)
+    autocast = torch.device(device).type
     model = build(cfg).to(device, memory_format=torch.channels_last)
     if init is not None:
         model.load_state_dict(init)
@@ -304,7 +305,6 @@ def train_verifier(
                 perm = torch.from_numpy(rng.permutation(len(idx))).to(device)
                 x = lam * x + (1 - lam) * x[perm]
                 y, w = lam * y + (1 - lam) * y[perm], lam * w + (1 - lam) * w[perm]
-            autocast = torch.device(device).type
             with torch.autocast(autocast, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x).float()
             loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).mean()
@@ -316,8 +316,8 @@ def train_verifier(
                 ema.update_parameters(model)
             losses.append(loss.detach())  # no device sync per step
         scorer = ema.module if ema is not None else model
-        loss = float(torch.stack(losses).double().mean())
-        row = {"epoch": epoch + 1, "loss": loss, "seconds": time.time() - t0}
+        mean_loss = float(torch.stack(losses).double().mean())
+        row = {"epoch": epoch + 1, "loss": mean_loss, "seconds": time.time() - t0}
         if val is not None:
             s = sigmoid(chip_logits(scorer, val[0], cfg, tta=False, device=device))
             row["val_auroc"] = roc_auc(s, val[1])
